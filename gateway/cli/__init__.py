@@ -1,0 +1,206 @@
+"""The ``gateway`` command: builds the configuration once and calls the stages.
+
+Every ``GatewayError`` becomes one line on stderr and exit code 1 (2 for usage).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from rich.console import Console
+
+from gateway import __version__
+from gateway.clock import SystemClock
+from gateway.config import Config, availability_problems, ensure_layout, write_starter
+from gateway.errors import ConfigError, GatewayError
+from gateway.log import configure_logging
+from gateway.cli.state import State, pass_state
+from gateway.store import db
+
+log = structlog.get_logger(__name__)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="gateway")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="GATEWAY_CONFIG",
+    help="gateway.toml to use (default: $GATEWAY_CONFIG, else embedded defaults).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="GATEWAY_DATA_DIR",
+    help="Data directory for embedded defaults (default: ./gateway-data).",
+)
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, log_format: str | None) -> None:
+    """EDI batch-flow gateway from ERP exports to Chorus Pro."""
+    configure_logging(log_format or "auto")
+    ctx.obj = State(config_path, data_dir, log_format)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def init(directory: Path) -> None:
+    """Write a commented gateway.toml and its directory layout into DIRECTORY."""
+    target = write_starter(directory)
+    click.echo(f"wrote {target}; check it with: gateway --config {target} config check")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_state
+def config_check(state: State) -> None:
+    """Report the first wrong key with its reason, or summarise a valid configuration."""
+    config = state.config()
+    problems = availability_problems(config)
+    for problem in problems:
+        click.echo(f"error: {problem.message}", err=True)
+    if problems:
+        sys.exit(1)
+    origin = config.source or "embedded defaults"
+    click.echo(f"configuration OK ({origin}): data in {config.data_dir}")
+    for channel in config.channels:
+        click.echo(
+            f"  channel {channel.name}: {channel.watch_dir} ({channel.input_format} -> "
+            f"{channel.syntax.value}) -> partner {channel.partner}"
+        )
+    for partner in config.partners.values():
+        click.echo(f"  partner {partner.name}: {partner.transport}, code {partner.partner_code}")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the store's schema."""
+
+
+@db_group.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Apply the schema migrations to the configured database."""
+    engine = db.make_engine(state.config().database_url)
+    db.upgrade(engine)
+    click.echo(f"database at revision {db.current_revision(engine)}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@pass_state
+def run(state: State, once: bool) -> None:
+    """Watch the channels and run passes until SIGTERM or SIGINT."""
+    from gateway.daemon import run_forever
+    from gateway.pipeline import Pipeline
+
+    config = state.config()
+    _refuse_unavailable(config)
+    store = state.store()
+    pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+    if once:
+        summary = pipeline.run_pass()
+        click.echo(json.dumps(_summary_dict(summary)))
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_forever(pipeline, stop)
+
+
+@cli.command()
+@click.option("--once/--loop", default=True, help="Answer what is in the inbox and exit (default), or keep watching.")
+@pass_state
+def sandbox(state: State, once: bool) -> None:
+    """Run the built-in Chorus Pro simulator over its inbox."""
+    import time
+
+    from gateway.sandbox.runner import run_sandbox_once
+    from gateway.sandbox.simulator import SandboxSettings
+
+    config = state.config()
+    ensure_layout(config)
+    settings = SandboxSettings(partner_code=config.sandbox.partner_code)
+    while True:
+        for outcome in run_sandbox_once(config.sandbox.root, settings, SystemClock()):
+            click.echo(
+                f"{outcome.flow_id}: status {outcome.status_code}, "
+                f"{len(outcome.integrated)} integrated, {len(outcome.rejected)} rejected"
+            )
+        if once:
+            return
+        time.sleep(config.poll_seconds)
+
+
+@cli.command()
+@click.option("--invoices", default=20, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A new or empty directory for the demo's data (default: a new temporary one).",
+)
+def demo(invoices: int, directory: Path | None) -> None:
+    """Write a sample export, run it through the sandbox, print what became of it."""
+    from gateway.demo import render_demo, run_demo
+
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    result = run_demo(directory, invoices=invoices)
+    render_demo(result, Console())
+
+
+def _refuse_unavailable(config: Config) -> None:
+    problems = availability_problems(config)
+    if problems:
+        raise problems[0]
+
+
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    return {
+        "files": dict(summary.files),
+        "invoices": dict(summary.invoices),
+        "flows_packed": summary.flows_packed,
+        "flows_sent": summary.flows_sent,
+        "flows_failed": summary.flows_failed,
+        "reports": dict(summary.reports),
+    }
+
+
+from gateway.cli.queries import flows_group, invoices_group, reports_group  # noqa: E402
+
+cli.add_command(flows_group)
+cli.add_command(invoices_group)
+cli.add_command(reports_group)
+
+
+def main() -> None:
+    """Entry point: one line and a non-zero exit code for every error an operator can fix."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc.message}", err=True)
+        sys.exit(1)
+    except GatewayError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)

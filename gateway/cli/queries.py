@@ -1,0 +1,121 @@
+"""Read-only commands: flows, invoices and reports, as a table or as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gateway.cli.state import State, pass_state
+from gateway.domain import FlowStatus, InvoiceStatus
+
+
+def _emit(rows: Sequence[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
+        return
+    table = Table(title=title)
+    for column in rows[0].keys() if rows else ["(none)"]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console().print(table)
+
+
+@click.group("flows")
+def flows_group() -> None:
+    """Flows packed, sent and reported on."""
+
+
+@flows_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in FlowStatus]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def flows_list(state: State, status: str | None, as_json: bool) -> None:
+    """List flows, oldest first."""
+    with state.store().transaction() as tx:
+        rows = [
+            {
+                "flow_id": f.flow_id,
+                "partner": f.partner,
+                "interface": f.interface_code,
+                "file_name": f.file_name,
+                "status": f.status,
+                "invoices": f.invoice_count,
+                "integrated": f.integrated_count,
+                "rejected": f.rejected_count,
+                "attempts": f.attempts,
+                "sha256": f.sha256,
+                "size": f.size,
+                "sent_at": f.sent_at,
+                "reason": f.reason,
+            }
+            for f in tx.list_flows(status=status)
+        ]
+    _emit(rows, as_json, "Flows")
+
+
+@click.group("invoices")
+def invoices_group() -> None:
+    """Invoices read from ERP exports and where they stand."""
+
+
+@invoices_group.command("list")
+@click.option("--status", type=click.Choice([s.value for s in InvoiceStatus]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def invoices_list(state: State, status: str | None, as_json: bool) -> None:
+    """List invoices, oldest first, with the last lifecycle status Chorus Pro gave them."""
+    with state.store().transaction() as tx:
+        invoices = tx.list_invoices(status=status)
+        lifecycle = tx.latest_chorus_status(i.id for i in invoices)
+        rows = []
+        for invoice in invoices:
+            event = lifecycle.get(invoice.id)
+            rows.append(
+                {
+                    "id": invoice.id,
+                    "supplier_siret": invoice.supplier_siret,
+                    "invoice_number": invoice.invoice_number,
+                    "issue_date": invoice.issue_date,
+                    "buyer_siret": invoice.buyer_siret,
+                    "status": invoice.status,
+                    "lifecycle": f"{event.code} {event.label}" if event else None,
+                    "channel": invoice.channel,
+                    "source_line": invoice.source_line,
+                    "reason": invoice.reason,
+                }
+            )
+    _emit(rows, as_json, "Invoices")
+
+
+@click.group("reports")
+def reports_group() -> None:
+    """Files returned by Chorus Pro."""
+
+
+@reports_group.command("list")
+@click.option("--problems", is_flag=True, help="Only reports that are invalid, unmatched or unknown.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def reports_list(state: State, problems: bool, as_json: bool) -> None:
+    """List stored reports and what became of each."""
+    with state.store().transaction() as tx:
+        rows = [
+            {
+                "id": r.id,
+                "file_name": r.file_name,
+                "partner": r.partner,
+                "kind": r.kind,
+                "outcome": r.outcome,
+                "received_at": r.received_at,
+                "sha256": r.sha256,
+                "detail": r.detail,
+            }
+            for r in tx.list_reports(problems_only=problems)
+        ]
+    _emit(rows, as_json, "Reports")

@@ -1,0 +1,443 @@
+"""Configuration: ``gateway.toml`` read once into frozen dataclasses.
+
+Defaults live here and nowhere else. A wrong file is reported with the key and the
+reason before anything runs. This module reads the file; it creates no directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.domain import Syntax
+from gateway.errors import ConfigError
+
+ENV_CONFIG = "GATEWAY_CONFIG"
+ENV_DATABASE_URL = "GATEWAY_DATABASE_URL"
+ENV_DATA_DIR = "GATEWAY_DATA_DIR"
+DEFAULT_DATA_DIR = "gateway-data"
+
+TRANSPORT_KINDS = ("local", "sftp", "as2")
+#: Transports this version can run; the others are accepted in the file but refused by
+#: ``config check`` so that nobody believes a flow went out over them.
+AVAILABLE_TRANSPORTS = ("local",)
+INPUT_FORMATS = ("csv",)
+# DOMAIN.md §1: partner codes look like AAA999 (3–8 characters).
+_PARTNER_CODE = re.compile(r"^[A-Z0-9]{3,8}$")
+DEFAULT_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.tar.gz"
+_TEMPLATE_FIELDS = {"interface", "partner_code", "flow_id", "partner"}
+
+
+@dataclass(frozen=True)
+class CsvSettings:
+    delimiter: str = ";"
+    encoding: str = "utf-8"
+    decimal: str = "."
+    date_format: str = "%Y-%m-%d"
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A watched directory whose ERP exports go to one partner in one syntax."""
+
+    name: str
+    watch_dir: Path
+    partner: str
+    input_format: str = "csv"
+    syntax: Syntax = Syntax.UBL
+    csv: CsvSettings = field(default_factory=CsvSettings)
+    #: A file younger than this is left alone: the ERP may still be writing it.
+    settle_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class Partner:
+    """Where flows go and where reports come back from."""
+
+    name: str
+    transport: str
+    partner_code: str
+    outbound_dir: Path | None = None  # local transport
+    inbound_dir: Path | None = None  # local transport
+    endpoint: str | None = None  # sftp host or AS2 URL
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    file_name_template: str = DEFAULT_FILE_NAME_TEMPLATE
+    # DOMAIN.md §1: one E1 flow holds at most 500 invoices and 1 GB.
+    max_invoices_per_flow: int = 500
+    max_flow_bytes: int = 1_000_000_000
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The built-in Chorus Pro simulator, run in-process after each sending step."""
+
+    enabled: bool = True
+    root: Path = Path("sandbox")
+    partner_code: str = "AAA123"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    channels: tuple[Channel, ...]
+    partners: Mapping[str, Partner]
+    sandbox: SandboxConfig
+    log_format: str = "auto"
+    poll_seconds: float = 5.0
+    source: Path | None = None  # the file read, None for embedded defaults
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def flows_dir(self) -> Path:
+        return self.data_dir / "flows"
+
+    def partner(self, name: str) -> Partner:
+        return self.partners[name]
+
+
+def default_config(data_dir: Path) -> Config:
+    """Embedded defaults: SQLite, local directories and the sandbox, all under data_dir."""
+    return _build({}, base=data_dir.resolve(), source=None)
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Config:
+    """Read the configuration: ``path``, else ``$GATEWAY_CONFIG``, else embedded defaults.
+
+    ``$GATEWAY_DATABASE_URL`` overrides the database in either case.
+    """
+    if path is None and env.get(ENV_CONFIG):
+        path = Path(env[ENV_CONFIG])
+    if path is None:
+        base = data_dir or Path(env.get(ENV_DATA_DIR, DEFAULT_DATA_DIR))
+        config = default_config(base)
+    else:
+        config = _build(_read_toml(path), base=path.resolve().parent, source=path, data_dir=data_dir)
+    if env.get(ENV_DATABASE_URL):
+        config = replace(config, database_url=env[ENV_DATABASE_URL])
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+class _Section:
+    """A TOML table read key by key; remembers where it is to name keys in errors."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError("must be a table", key=path)
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise ConfigError(f"expected a number, got {value!r}", key=self.key(name))
+        if not isinstance(value, kind):
+            expected = kind.__name__ if isinstance(kind, type) else "a number"
+            raise ConfigError(f"expected {expected}, got {value!r}", key=self.key(name))
+        return value
+
+    def table(self, name: str) -> _Section:
+        self.used.add(name)
+        return _Section(self.data.get(name, {}), self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError("unknown key (misspelt?)", key=self.key(unknown[0]))
+
+
+def _positive(section: _Section, name: str, default: float, kind: type = int) -> Any:
+    value = section.get(name, kind if kind is int else (int, float), default)
+    if value <= 0:
+        raise ConfigError(f"must be greater than 0, got {value}", key=section.key(name))
+    return value
+
+
+def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Path | None = None) -> Config:
+    top = _Section(raw, "")
+    gw = top.table("gateway")
+    data = (data_dir or base / gw.get("data_dir", str, ".")).resolve()
+    database_url = gw.get("database_url", str, "") or f"sqlite:///{data / 'gateway.db'}"
+    log_format = gw.get("log_format", str, "auto")
+    if log_format not in ("auto", "json", "console"):
+        raise ConfigError("must be one of auto, json, console", key=gw.key("log_format"))
+    poll = _positive(gw, "poll_seconds", 5.0, float)
+    gw.done()
+
+    sandbox = _sandbox(top.table("sandbox"), data)
+    partners = _partners(top.table("partners"), data, sandbox)
+    channels = _channels(top.table("channels"), data, partners)
+    top.done()
+    return Config(
+        data_dir=data,
+        database_url=database_url,
+        channels=channels,
+        partners=partners,
+        sandbox=sandbox,
+        log_format=log_format,
+        poll_seconds=poll,
+        source=source,
+    )
+
+
+def _sandbox(section: _Section, data: Path) -> SandboxConfig:
+    enabled = section.get("enabled", bool, True)
+    root = data / section.get("dir", str, "sandbox")
+    code = section.get("partner_code", str, "AAA123")
+    if not _PARTNER_CODE.match(code):
+        raise ConfigError("must be 3 to 8 capital letters or digits", key=section.key("partner_code"))
+    section.done()
+    return SandboxConfig(enabled=enabled, root=root, partner_code=code)
+
+
+def _partners(section: _Section, data: Path, sandbox: SandboxConfig) -> dict[str, Partner]:
+    if not section.data:
+        # Embedded default: the sandbox, reached through two local directories.
+        return {
+            "sandbox": Partner(
+                name="sandbox",
+                transport="local",
+                partner_code=sandbox.partner_code,
+                outbound_dir=sandbox.root / "inbox",
+                inbound_dir=sandbox.root / "outbox",
+            )
+        }
+    partners = {}
+    for name in section.data:
+        partners[name] = _partner(section.table(name), name, data)
+    section.done()
+    return partners
+
+
+def _partner(section: _Section, name: str, data: Path) -> Partner:
+    transport = section.get("transport", str, "")
+    if transport not in TRANSPORT_KINDS:
+        raise ConfigError(f"must be one of {', '.join(TRANSPORT_KINDS)}", key=section.key("transport"))
+    code = section.get("partner_code", str, "")
+    if not _PARTNER_CODE.match(code):
+        raise ConfigError(
+            "must be the Chorus Pro partner code, 3 to 8 capital letters or digits (e.g. AAA123)",
+            key=section.key("partner_code"),
+        )
+    template = section.get("file_name_template", str, DEFAULT_FILE_NAME_TEMPLATE)
+    _check_template(template, section.key("file_name_template"))
+    outbound = section.get("outbound_dir", str, None)
+    inbound = section.get("inbound_dir", str, None)
+    if transport == "local":
+        for key, value in (("outbound_dir", outbound), ("inbound_dir", inbound)):
+            if not value:
+                raise ConfigError("is required for the local transport", key=section.key(key))
+    endpoint = section.get("endpoint", str, None)
+    if transport != "local" and not endpoint:
+        raise ConfigError(f"is required for the {transport} transport", key=section.key("endpoint"))
+    credentials = section.table("credentials")
+    for key, value in credentials.data.items():
+        if not isinstance(value, str):
+            raise ConfigError("must be a file path (string)", key=credentials.key(key))
+    partner = Partner(
+        name=name,
+        transport=transport,
+        partner_code=code,
+        outbound_dir=data / outbound if outbound else None,
+        inbound_dir=data / inbound if inbound else None,
+        endpoint=endpoint,
+        credentials={k: str(data / v) for k, v in credentials.data.items()},
+        file_name_template=template,
+        max_invoices_per_flow=_positive(section, "max_invoices_per_flow", 500),
+        max_flow_bytes=_positive(section, "max_flow_bytes", 1_000_000_000),
+        max_attempts=_positive(section, "max_attempts", 5),
+    )
+    section.done()
+    return partner
+
+
+def _check_template(template: str, key: str) -> None:
+    fields = set(re.findall(r"{(\w*)}", template))
+    unknown = fields - _TEMPLATE_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}}; use {', '.join(sorted(_TEMPLATE_FIELDS))}",
+            key=key,
+        )
+    if "flow_id" not in fields:
+        raise ConfigError("must contain {flow_id}, or two flows would get the same name", key=key)
+
+
+def _channels(section: _Section, data: Path, partners: Mapping[str, Partner]) -> tuple[Channel, ...]:
+    if not section.data:
+        first = next(iter(partners))
+        return (Channel(name="erp", watch_dir=data / "inbox" / "erp", partner=first),)
+    channels = []
+    for name in section.data:
+        channels.append(_channel(section.table(name), name, data, partners))
+    section.done()
+    return tuple(channels)
+
+
+def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Partner]) -> Channel:
+    watch_dir = section.get("watch_dir", str, f"inbox/{name}")
+    input_format = section.get("input_format", str, "csv")
+    if input_format not in INPUT_FORMATS:
+        raise ConfigError(f"must be one of {', '.join(INPUT_FORMATS)}", key=section.key("input_format"))
+    syntax_name = section.get("syntax", str, "ubl")
+    try:
+        syntax = Syntax(syntax_name)
+    except ValueError:
+        choices = ", ".join(s.value for s in Syntax)
+        raise ConfigError(f"must be one of {choices}", key=section.key("syntax")) from None
+    partner = section.get("partner", str, "")
+    if partner not in partners:
+        known = ", ".join(partners) or "none"
+        raise ConfigError(f"names no declared partner (declared: {known})", key=section.key("partner"))
+    settle = section.get("settle_seconds", (int, float), 2.0)
+    if settle < 0:
+        raise ConfigError("must be 0 or more", key=section.key("settle_seconds"))
+    csv = _csv(section.table("csv"))
+    section.done()
+    return Channel(
+        name=name,
+        watch_dir=data / watch_dir,
+        partner=partner,
+        input_format=input_format,
+        syntax=syntax,
+        csv=csv,
+        settle_seconds=float(settle),
+    )
+
+
+def _csv(section: _Section) -> CsvSettings:
+    defaults = CsvSettings()
+    delimiter = section.get("delimiter", str, defaults.delimiter)
+    if len(delimiter) != 1:
+        raise ConfigError("must be one character", key=section.key("delimiter"))
+    encoding = section.get("encoding", str, defaults.encoding)
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}", key=section.key("encoding")) from None
+    decimal = section.get("decimal", str, defaults.decimal)
+    if decimal not in (".", ","):
+        raise ConfigError("must be '.' or ','", key=section.key("decimal"))
+    date_format = section.get("date_format", str, defaults.date_format)
+    section.done()
+    return CsvSettings(delimiter=delimiter, encoding=encoding, decimal=decimal, date_format=date_format)
+
+
+def availability_problems(config: Config) -> list[ConfigError]:
+    """What a valid file asks for that this version cannot do (reported by ``config check``)."""
+    problems = []
+    for partner in config.partners.values():
+        if partner.transport not in AVAILABLE_TRANSPORTS:
+            problems.append(
+                ConfigError(
+                    f"the {partner.transport} transport is not available in this version "
+                    f"(available: {', '.join(AVAILABLE_TRANSPORTS)})",
+                    key=f"partners.{partner.name}.transport",
+                )
+            )
+    return problems
+
+
+STARTER_CONFIG = """\
+# chorus-gateway configuration. Relative paths are relative to data_dir.
+# Check it with:  gateway --config gateway.toml config check
+
+[gateway]
+data_dir = "."                 # relative to this file
+# database_url = "postgresql+psycopg://gateway@127.0.0.1:5432/gateway"
+#                                 default: SQLite in data_dir/gateway.db
+log_format = "auto"            # auto (readable on a terminal, JSON otherwise) | json | console
+poll_seconds = 5               # pause between passes of `gateway run`
+
+# The built-in Chorus Pro simulator. While enabled it answers, after each sending
+# step, every flow deposited in its inbox. Rehearse with it, then point the channel
+# at a real partner and set enabled = false.
+[sandbox]
+enabled = true
+dir = "sandbox"
+partner_code = "AAA123"
+
+# A partner is where flows go and reports come back from.
+[partners.sandbox]
+transport = "local"            # local | sftp | as2 (this version runs local)
+partner_code = "AAA123"        # your Chorus Pro EDI partner code
+outbound_dir = "sandbox/inbox"
+inbound_dir = "sandbox/outbox"
+file_name_template = "{interface}_{partner_code}_{flow_id}.tar.gz"
+max_invoices_per_flow = 500    # Chorus Pro: at most 500 invoices per flow
+max_flow_bytes = 1000000000    # and 1 GB
+max_attempts = 5               # then the flow is failed and an alert is logged
+
+# A channel is a directory the ERP drops its exports into.
+[channels.erp]
+watch_dir = "inbox/erp"
+input_format = "csv"           # see docs/inputs.md
+syntax = "ubl"                 # UBL 2.1, interface FSO1100A
+partner = "sandbox"
+settle_seconds = 2             # leave files younger than this alone
+
+[channels.erp.csv]
+delimiter = ";"
+encoding = "utf-8"             # or cp1252
+decimal = "."                  # or ","
+date_format = "%Y-%m-%d"
+"""
+
+
+def write_starter(directory: Path) -> Path:
+    """Write ``gateway.toml`` and the directory layout it names into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "gateway.toml"
+    if target.exists():
+        raise ConfigError(f"{target} already exists; not overwriting it")
+    target.write_text(STARTER_CONFIG, encoding="utf-8")
+    config = load_config(target, env={})
+    ensure_layout(config)
+    return target
+
+
+def ensure_layout(config: Config) -> None:
+    """Create the working directories the configuration names."""
+    dirs = [config.data_dir, config.quarantine_dir, config.archive_dir, config.flows_dir]
+    dirs += [channel.watch_dir for channel in config.channels]
+    for partner in config.partners.values():
+        dirs += [d for d in (partner.outbound_dir, partner.inbound_dir) if d is not None]
+    if config.sandbox.enabled:
+        dirs.append(config.sandbox.root)
+    for directory in dirs:
+        directory.mkdir(parents=True, exist_ok=True)

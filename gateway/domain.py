@@ -1,0 +1,95 @@
+"""Chorus Pro vocabulary shared by every stage: syntaxes, interface codes, statuses.
+
+Values keep the spelling used in the store and in reports; see ../shared/DOMAIN.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Syntax(enum.StrEnum):
+    """Target syntax of an invoice file inside a flow."""
+
+    UBL = "ubl"  #: UBL 2.1 Invoice / CreditNote
+
+
+@dataclass(frozen=True)
+class FlowKind:
+    """How Chorus Pro names one kind of inbound flow."""
+
+    interface_code: str
+    syntaxe_flux: str
+
+
+#: DOMAIN.md §1 [C]: interface code and syntaxeFlux of each E1 syntax.
+FLOW_KINDS: dict[Syntax, FlowKind] = {
+    Syntax.UBL: FlowKind("FSO1100A", "IN_DP_E1_UBL_INVOICE"),
+}
+
+
+class SourceFileStatus(enum.StrEnum):
+    RECEIVED = "received"  #: seen in a watched directory, hash recorded
+    PROCESSED = "processed"  #: every invoice accepted (valid, or invalid and quarantined)
+    QUARANTINED = "quarantined"  #: unreadable as a whole: nothing of it goes further
+
+
+class InvoiceStatus(enum.StrEnum):
+    VALID = "valid"  #: mapped and validated, waiting for a flow
+    QUARANTINED = "quarantined"  #: bad input or invalid: held back with a reason
+    PACKED = "packed"  #: member of a flow that is not yet sent
+    SENT = "sent"  #: its flow was deposited
+    INTEGRATED = "integrated"  #: Chorus Pro integrated it
+    REJECTED = "rejected"  #: Chorus Pro rejected it (reason kept)
+
+
+#: Statuses that hold the business key: a second invoice with the same key is a duplicate.
+ACTIVE_INVOICE_STATUSES = frozenset(
+    {InvoiceStatus.VALID, InvoiceStatus.PACKED, InvoiceStatus.SENT, InvoiceStatus.INTEGRATED}
+)
+
+
+class FlowStatus(enum.StrEnum):
+    PACKED = "packed"  #: archive written and hashed; no attempt yet
+    SENDING = "sending"  #: an attempt is in progress
+    SENT = "sent"  #: deposited; waiting for the integration report
+    INTEGRATED = "integrated"  #: CR 90: every invoice integrated
+    PARTIALLY_INTEGRATED = "partially_integrated"  #: CR 96: some invoices rejected
+    REJECTED = "rejected"  #: CR 93: the whole flow rejected
+    FAILED = "failed"  #: could not be deposited
+
+
+class ReportOutcome(enum.StrEnum):
+    APPLIED = "applied"  #: parsed and reconciled
+    UNMATCHED = "unmatched"  #: parsed but names no known flow or invoice
+    UNKNOWN = "unknown"  #: parsed but carries a status code we do not know
+    INVALID = "invalid"  #: could not be parsed or is not schema-valid
+
+
+#: DOMAIN.md §2: CPPStatut flow statuses.
+FLOW_STATUS_LABELS = {
+    "90": "Reçu",
+    "91": "En cours de transmission",
+    "92": "Reçu destinataire final",
+    "93": "Erreur réception",
+    "94": "Erreur réception destinataire final",
+    "95": "Erreur de transmission",
+    "96": "Reçu – intégration partielle",
+}
+
+#: DOMAIN.md §2: CPPStatut invoice statuses with a documented meaning (13–41 are not).
+INVOICE_STATUS_LABELS = {
+    "01": "Déposée",
+    "02": "En cours d'acheminement",
+    "03": "Mise à disposition",
+    "04": "Rejetée (données d'acheminement)",
+    "05": "Rejetée (autre motif)",
+    "06": "Suspendue",
+    "07": "Service fait",
+    "08": "Mandatée",
+    "09": "Mise à disposition du comptable",
+    "10": "Comptabilisée",
+    "11": "Mise en paiement",
+    "12": "Complétée",
+}

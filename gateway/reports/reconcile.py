@@ -1,0 +1,164 @@
+"""Reconciliation: a stored report moves its flow and invoices, inside one transaction.
+
+Fail closed: a report that does not parse, names nothing we sent, or carries a status
+code we do not know is kept, marked, and logged as an alert; it never reads as pending.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+
+from gateway.domain import FLOW_STATUS_LABELS, INVOICE_STATUS_LABELS, FlowStatus, InvoiceStatus, ReportOutcome
+from gateway.errors import ReportError
+from gateway.reports.cppstatut import parse_report
+from gateway.reports.model import ErrorLine, FlowStatusEntry, InvoiceStatusEntry
+from gateway.store import Tx
+from gateway.store.models import Flow, Invoice, Report
+
+log = structlog.get_logger(__name__)
+
+#: CR codes that settle a flow, and the flow status each one means.
+_SETTLING = {"90": FlowStatus.INTEGRATED, "96": FlowStatus.PARTIALLY_INTEGRATED, "93": FlowStatus.REJECTED}
+#: Most serious outcome first, for a report with several entries.
+_SEVERITY = [ReportOutcome.UNKNOWN, ReportOutcome.UNMATCHED, ReportOutcome.APPLIED]
+
+
+def reconcile_report(tx: Tx, report_id: int, *, now: datetime) -> str:
+    """Parse one stored report and apply it; returns the report's outcome."""
+    report = tx.session.get(Report, report_id)
+    assert report is not None
+    bound = log.bind(report=report.id, file=report.file_name)
+    try:
+        parsed = parse_report(report.raw)
+    except ReportError as exc:
+        tx.settle_report(report, kind=None, outcome=ReportOutcome.INVALID.value, detail=exc.message, now=now)
+        bound.error("alert.report_invalid", reason=exc.message)
+        return ReportOutcome.INVALID.value
+    outcomes: list[tuple[ReportOutcome, str]] = []
+    for flow_entry in parsed.flow_statuses:
+        outcomes.append(_apply_flow_status(tx, report, flow_entry, now))
+    for invoice_entry in parsed.invoice_statuses:
+        outcomes.append(_apply_invoice_status(tx, report, invoice_entry, now))
+    outcome = min((o for o, _ in outcomes), key=_SEVERITY.index, default=ReportOutcome.UNMATCHED)
+    problems = "; ".join(detail for o, detail in outcomes if o is not ReportOutcome.APPLIED)
+    tx.settle_report(report, kind=parsed.kind, outcome=outcome.value, detail=problems or None, now=now)
+    if outcome is ReportOutcome.APPLIED:
+        bound.info("report.applied", kind=parsed.kind, entries=len(outcomes))
+    else:
+        bound.error(f"alert.report_{outcome.value}", kind=parsed.kind, detail=problems)
+    return outcome.value
+
+
+def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: datetime) -> tuple[ReportOutcome, str]:
+    flow = tx.find_flow(entry.flow_id)
+    if flow is None:
+        return ReportOutcome.UNMATCHED, f"flow status {entry.code} names flow {entry.flow_id!r}, which was never sent"
+    if entry.code not in FLOW_STATUS_LABELS:
+        tx.add_status_event(
+            flow_pk=flow.id,
+            code=entry.code,
+            label="unknown status code",
+            source="chorus",
+            report_id=report.id,
+            now=now,
+            occurred_at=entry.timestamp,
+        )
+        return ReportOutcome.UNKNOWN, f"flow {flow.flow_id}: unknown flow status code {entry.code!r}"
+    label = entry.label or FLOW_STATUS_LABELS[entry.code]
+    target = _SETTLING.get(entry.code)
+    if target is None:
+        # 91, 92, 94, 95: steps of the flow's journey, recorded without settling it.
+        tx.add_status_event(
+            flow_pk=flow.id,
+            code=entry.code,
+            label=label,
+            source="chorus",
+            report_id=report.id,
+            now=now,
+            occurred_at=entry.timestamp,
+        )
+        return ReportOutcome.APPLIED, ""
+    _settle_flow(tx, report, flow, entry, target, now)
+    return ReportOutcome.APPLIED, ""
+
+
+def _settle_flow(tx: Tx, report: Report, flow: Flow, entry: FlowStatusEntry, target: FlowStatus, now: datetime) -> None:
+    rejections = _invoice_rejections(entry.errors)
+    flow_reason = "; ".join(_describe(e) for e in entry.errors if e.invoice_number is None) or None
+    for _member, invoice in tx.flow_members(flow):
+        if invoice.status != InvoiceStatus.SENT.value:
+            continue  # already settled by an earlier report: never move backwards
+        reason = rejections.get(invoice.invoice_number or "")
+        if reason is None and target is FlowStatus.REJECTED:
+            reason = flow_reason or f"flow rejected by Chorus Pro (status {entry.code})"
+        status = InvoiceStatus.REJECTED if reason else InvoiceStatus.INTEGRATED
+        tx.set_invoice_status(
+            invoice,
+            status,
+            now=now,
+            reason=reason,
+            source="chorus",
+            report_id=report.id,
+            occurred_at=entry.timestamp,
+        )
+        if reason:
+            log.warning("invoice.rejected", invoice=invoice.invoice_number, flow=flow.flow_id, reason=reason)
+    tx.set_flow_status(flow, target, now=now, reason=flow_reason or entry.comment, source="chorus", report_id=report.id)
+    tx.bump_flow_counts(flow)
+
+
+def _invoice_rejections(errors: tuple[ErrorLine, ...]) -> dict[str, str]:
+    reasons: dict[str, list[str]] = {}
+    for error in errors:
+        if error.invoice_number:
+            reasons.setdefault(error.invoice_number, []).append(_describe(error))
+    return {number: "; ".join(parts) for number, parts in reasons.items()}
+
+
+def _describe(error: ErrorLine) -> str:
+    return f"{error.code}: {error.label}" if error.code else error.label
+
+
+def _apply_invoice_status(
+    tx: Tx, report: Report, entry: InvoiceStatusEntry, now: datetime
+) -> tuple[ReportOutcome, str]:
+    invoice = tx.find_sent_invoice(entry.supplier_id, entry.invoice_number)
+    if invoice is None:
+        return (
+            ReportOutcome.UNMATCHED,
+            f"status {entry.code} names invoice {entry.invoice_number!r} of supplier {entry.supplier_id}, "
+            "which was never sent",
+        )
+    known = INVOICE_STATUS_LABELS.get(entry.code)
+    tx.add_status_event(
+        invoice_id=invoice.id,
+        code=entry.code,
+        label=known and (entry.label or known) or "unknown status code",
+        source="chorus",
+        report_id=report.id,
+        now=now,
+        occurred_at=entry.timestamp,
+    )
+    if known is None:
+        return ReportOutcome.UNKNOWN, f"invoice {invoice.invoice_number}: unknown status code {entry.code!r}"
+    _integrated_by_lifecycle(tx, report, invoice, entry, now)
+    return ReportOutcome.APPLIED, ""
+
+
+def _integrated_by_lifecycle(
+    tx: Tx, report: Report, invoice: Invoice, entry: InvoiceStatusEntry, now: datetime
+) -> None:
+    # A lifecycle status means Chorus Pro holds the invoice, even if the flow's
+    # integration report is late or lost.
+    if invoice.status == InvoiceStatus.SENT.value:
+        tx.set_invoice_status(
+            invoice,
+            InvoiceStatus.INTEGRATED,
+            now=now,
+            reason=None,
+            source="chorus",
+            report_id=report.id,
+            occurred_at=entry.timestamp,
+        )

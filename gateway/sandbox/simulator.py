@@ -1,0 +1,410 @@
+"""Sandbox stage: what the simulated Chorus Pro decides about one deposited flow.
+
+``process_flow`` takes a flow file's name and bytes and returns the verdict and the
+files "Chorus Pro" sends back: an integration report (``CSO…``, a ``CPPStatut`` flow
+status 90 / 96 / 93 with one error line per rejection) and, when some invoice is
+integrated, a lifecycle file (``FEN1201A…``, ``CPPStatut`` invoice statuses).
+
+What it checks, in order: the file name's shape, partner code and interface; the
+archive (a readable, non-empty tar.gz of regular files, within the flow limits); then
+per invoice: the gateway's own validation (UBL XSD, SIRETs), the buyer's presence in
+the sandbox directory (and its service code when the directory requires one), and
+duplicates of (supplier SIRET, invoice number) against what was already integrated.
+
+Pure: no I/O, no clock, no memory between calls (``runner.py`` keeps the state). It
+does not run the EN 16931 Schematron nor Chorus Pro's undocumented checks: passing
+the sandbox does not prove Chorus Pro will accept a flow.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from lxml import etree
+
+from gateway.domain import FLOW_KINDS, INVOICE_STATUS_LABELS
+from gateway.reports.model import ErrorLine, InvoiceStatusEntry
+from gateway.sandbox.cppstatut import (
+    flow_error_line,
+    flow_status_document,
+    invoice_error_line,
+    invoice_status_document,
+)
+from gateway.sandbox.directory import SAMPLE_PUBLIC_STRUCTURES, PublicStructure
+from gateway.validation import Finding, Severity, is_valid, validate_invoice
+from gateway.validation.chorus import NS, party_siret
+from gateway.validation.invoice import parse_invoice
+
+#: ``{interface}_{partner}_{flow_id}.tar.gz``: 8, 6 and 25 characters (DOMAIN.md §1).
+FLOW_NAME = re.compile(
+    r"(?P<interface>[A-Z]{3}[0-9]{4}[A-Z])_(?P<partner>[A-Za-z0-9]{6})_(?P<flow_id>[A-Za-z0-9]{25})\.tar\.gz"
+)
+_LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.+?)(?:\.tar\.gz)?")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Interfaces the sandbox understands: those whose invoices ``validate_invoice`` reads.
+KNOWN_INTERFACES = frozenset(kind.interface_code for kind in FLOW_KINDS.values())
+LIFECYCLE_INTERFACE = "FEN1201A"
+#: Used in a report's name when the deposited name gave no usable interface code.
+_UNKNOWN_REPORT_INTERFACE = "CSO0000A"
+_MAX_FINDINGS_IN_LABEL = 5
+#: Tar headers and padding on top of the members' own bytes.
+_TAR_OVERHEAD_BYTES = 16 * 1024 * 1024
+
+# The sandbox's own error codes: Chorus Pro's catalogue is not public (research §4.3).
+CODE_FILE_NAME = "NOM_FICHIER"
+CODE_PARTNER = "PARTENAIRE"
+CODE_INTERFACE = "INTERFACE"
+CODE_ARCHIVE = "ARCHIVE"
+CODE_VALIDATION = "VALIDATION"
+CODE_DIRECTORY = "ANNUAIRE"
+CODE_SERVICE = "CODE_SERVICE"
+CODE_DUPLICATE = "DOUBLON"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How the simulated Chorus Pro behaves.
+
+    ``lifecycle``: the invoice status codes sent, in order, for each integrated invoice
+    (none: no lifecycle file). Limits are Chorus Pro's documented ones (DOMAIN.md §1).
+    """
+
+    partner_code: str = "AAA123"
+    directory: tuple[PublicStructure, ...] = SAMPLE_PUBLIC_STRUCTURES
+    lifecycle: tuple[str, ...] = ("01", "03")
+    max_invoices: int = 500
+    max_member_bytes: int = 120 * 1024 * 1024
+    max_flow_bytes: int = 1024 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for code in self.lifecycle:
+            if not (re.fullmatch(r"[0-9]{2}", code) and 1 <= int(code) <= 41):
+                raise ValueError(f"lifecycle code {code!r} is not an invoice status code 01–41")
+
+
+@dataclass(frozen=True)
+class IntegratedInvoice:
+    """An invoice the sandbox accepted."""
+
+    member: str
+    invoice_number: str
+    supplier_siret: str
+    buyer_siret: str
+    issue_date: date | None
+
+
+@dataclass(frozen=True)
+class RejectedInvoice:
+    """An invoice the sandbox refused; numbers and SIRETs are None when unreadable."""
+
+    member: str
+    invoice_number: str | None
+    supplier_siret: str | None
+    buyer_siret: str | None
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SandboxOutcome:
+    """The verdict on one flow and the files sent back, as (file name, bytes)."""
+
+    file_name: str
+    flow_id: str
+    status_code: str
+    integrated: tuple[IntegratedInvoice, ...]
+    rejected: tuple[RejectedInvoice, ...]
+    files: tuple[tuple[str, bytes], ...]
+    #: Why the whole flow was refused before its invoices were read (status 93 only).
+    problem: str | None = None
+
+    @property
+    def integrated_keys(self) -> frozenset[tuple[str, str]]:
+        """(supplier SIRET, invoice number) of each integrated invoice."""
+        return frozenset((i.supplier_siret, i.invoice_number) for i in self.integrated)
+
+
+class _FlowRefused(Exception):
+    def __init__(self, code: str, label: str) -> None:
+        super().__init__(label)
+        self.code = code
+        self.label = label
+
+
+@dataclass
+class _Facts:
+    number: str | None = None
+    issue_date: date | None = None
+    supplier: str | None = None
+    buyer: str | None = None
+    buyer_reference: str | None = None
+
+
+def process_flow(
+    file_name: str,
+    archive: bytes,
+    *,
+    settings: SandboxSettings,
+    now: datetime,
+    already_integrated: frozenset[tuple[str, str]] = frozenset(),
+) -> SandboxOutcome:
+    """Decide on one flow and write what Chorus Pro would send back.
+
+    Status 90: every invoice integrated; 96: some rejected; 93: the flow refused
+    (bad name, partner, interface or archive) or every invoice rejected.
+    ``already_integrated`` holds (supplier SIRET, invoice number) pairs from earlier
+    flows; an invoice matching one, or an earlier invoice of the same flow, is a duplicate.
+    """
+    if now.tzinfo is None:
+        raise ValueError("process_flow needs a timezone-aware 'now'")
+    try:
+        interface, flow_id = _check_name(file_name, settings)
+        members = _read_members(archive, settings)
+    except _FlowRefused as refused:
+        interface, flow_id = _loose_name(file_name)
+        return _refused_flow(file_name, interface, flow_id, refused, settings, now)
+    integrated, rejected = _check_members(members, settings, already_integrated)
+    status = "93" if not integrated else ("96" if rejected else "90")
+    comment = f"{len(integrated)} invoice(s) integrated, {len(rejected)} rejected"
+    errors = [_rejection_line(r) for r in rejected]
+    files = [(_report_name(interface, settings, flow_id), _report(flow_id, status, comment, errors, settings, now))]
+    if integrated and settings.lifecycle:
+        lifecycle_name = f"{LIFECYCLE_INTERFACE}_{settings.partner_code}_{flow_id}.xml"
+        files.append((lifecycle_name, _lifecycle(integrated, flow_id, settings, now)))
+    return SandboxOutcome(file_name, flow_id, status, tuple(integrated), tuple(rejected), tuple(files))
+
+
+# -- the flow as a whole ---------------------------------------------------------------
+
+
+def _check_name(file_name: str, settings: SandboxSettings) -> tuple[str, str]:
+    match = FLOW_NAME.fullmatch(file_name)
+    if match is None:
+        raise _FlowRefused(
+            CODE_FILE_NAME,
+            f"the file name {file_name!r} is not {{interface}}_{{partner}}_{{flow_id}}.tar.gz "
+            "(8, 6 and 25 letters or digits)",
+        )
+    if match["partner"] != settings.partner_code:
+        raise _FlowRefused(
+            CODE_PARTNER, f"partner code {match['partner']!r} is not the sandbox's partner {settings.partner_code!r}"
+        )
+    if match["interface"] not in KNOWN_INTERFACES:
+        known = ", ".join(sorted(KNOWN_INTERFACES))
+        raise _FlowRefused(CODE_INTERFACE, f"interface {match['interface']!r} is not simulated (known: {known})")
+    return match["interface"], match["flow_id"]
+
+
+def _loose_name(file_name: str) -> tuple[str | None, str]:
+    """Best-effort interface and flow id of a refused file, to name and key the report."""
+    match = FLOW_NAME.fullmatch(file_name) or _LOOSE_NAME.fullmatch(file_name)
+    if match is None:
+        stem = file_name.removesuffix(".tar.gz")
+        return None, _UNSAFE.sub("_", stem) or "unnamed"
+    interface = match["interface"] if re.fullmatch(r"[A-Z]{3}[0-9]{4}[A-Z]", match["interface"]) else None
+    return interface, _UNSAFE.sub("_", match["flow_id"]) or "unnamed"
+
+
+def _read_members(archive: bytes, settings: SandboxSettings) -> list[tuple[str, bytes]]:
+    """The (name, bytes) of each file of a tar.gz flow, in archive order.
+
+    Never extracts to disk, so member paths cannot escape anywhere. Raises
+    ``_FlowRefused`` when the archive is unreadable or truncated, empty, holds anything
+    but regular files, or breaks the flow limits.
+    """
+    members: list[tuple[str, bytes]] = []
+    total = 0
+    try:
+        tar_bytes = _gunzip(archive, limit=settings.max_flow_bytes + _TAR_OVERHEAD_BYTES)
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            for info in tar:
+                _check_member_header(info, len(members), total, settings)
+                total += info.size
+                handle = tar.extractfile(info)
+                assert handle is not None  # regular files always have a payload
+                members.append((info.name, handle.read()))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow is not a readable tar.gz archive: {exc}") from exc
+    if not members:
+        raise _FlowRefused(CODE_ARCHIVE, "the archive holds no file; an empty flow is refused")
+    return members
+
+
+def _gunzip(archive: bytes, *, limit: int) -> bytes:
+    """The whole gzip stream, checked to its end (CRC and length) and bounded in size.
+
+    Reading the tar lazily would accept a truncated gzip whose lost tail held only
+    padding; Chorus Pro would not, so neither does the sandbox.
+    """
+    decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing only
+    data = decompressor.decompress(archive, limit + 1)
+    if len(data) > limit:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow exceeds {limit} bytes once unpacked")
+    if not decompressor.eof:
+        raise EOFError("the gzip stream is truncated or empty")
+    if decompressor.unused_data:
+        raise EOFError("unexpected bytes after the end of the gzip stream")
+    return data
+
+
+def _check_member_header(info: tarfile.TarInfo, count: int, total: int, settings: SandboxSettings) -> None:
+    if not info.isreg():
+        raise _FlowRefused(CODE_ARCHIVE, f"archive member {info.name!r} is not a regular file")
+    if count >= settings.max_invoices:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow holds more than {settings.max_invoices} invoices")
+    if info.size > settings.max_member_bytes:
+        raise _FlowRefused(CODE_ARCHIVE, f"archive member {info.name!r} exceeds {settings.max_member_bytes} bytes")
+    if total + info.size > settings.max_flow_bytes:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow exceeds {settings.max_flow_bytes} bytes once unpacked")
+
+
+def _refused_flow(
+    file_name: str,
+    interface: str | None,
+    flow_id: str,
+    refused: _FlowRefused,
+    settings: SandboxSettings,
+    now: datetime,
+) -> SandboxOutcome:
+    errors = [flow_error_line(code=refused.code, label=refused.label)]
+    report = _report(flow_id, "93", refused.label, errors, settings, now)
+    files = ((_report_name(interface, settings, flow_id), report),)
+    return SandboxOutcome(file_name, flow_id, "93", (), (), files, problem=refused.label)
+
+
+# -- one invoice -----------------------------------------------------------------------
+
+
+def _check_members(
+    members: Iterable[tuple[str, bytes]],
+    settings: SandboxSettings,
+    already_integrated: frozenset[tuple[str, str]],
+) -> tuple[list[IntegratedInvoice], list[RejectedInvoice]]:
+    directory = {structure.siret: structure for structure in settings.directory}
+    seen = set(already_integrated)
+    integrated: list[IntegratedInvoice] = []
+    rejected: list[RejectedInvoice] = []
+    for name, payload in members:
+        verdict = _check_invoice(name, payload, directory, seen)
+        if isinstance(verdict, IntegratedInvoice):
+            # Later invoices of the same flow with the same key are duplicates too.
+            seen.add((verdict.supplier_siret, verdict.invoice_number))
+            integrated.append(verdict)
+        else:
+            rejected.append(verdict)
+    return integrated, rejected
+
+
+def _check_invoice(
+    name: str, payload: bytes, directory: dict[str, PublicStructure], seen: set[tuple[str, str]]
+) -> IntegratedInvoice | RejectedInvoice:
+    findings = validate_invoice(payload)
+    facts = _facts(payload)
+
+    def reject(code: str, reason: str) -> RejectedInvoice:
+        return RejectedInvoice(name, facts.number, facts.supplier, facts.buyer, code, reason)
+
+    if not is_valid(findings):
+        return reject(CODE_VALIDATION, _findings_label(findings))
+    if facts.number is None or facts.supplier is None or facts.buyer is None:
+        return reject(CODE_VALIDATION, "the invoice number, supplier SIRET or buyer SIRET cannot be read")
+    structure = directory.get(facts.buyer)
+    if structure is None:
+        return reject(CODE_DIRECTORY, f"destinataire inconnu de l'annuaire: {facts.buyer}")
+    if structure.service_required and not facts.buyer_reference:
+        return reject(CODE_SERVICE, f"the buyer {facts.buyer} requires a service code (cbc:BuyerReference)")
+    if (facts.supplier, facts.number) in seen:
+        return reject(
+            CODE_DUPLICATE, f"duplicate: invoice {facts.number!r} of supplier {facts.supplier} was already integrated"
+        )
+    return IntegratedInvoice(name, facts.number, facts.supplier, facts.buyer, facts.issue_date)
+
+
+def _facts(payload: bytes) -> _Facts:
+    """What the answer needs from an invoice, read as far as the document allows."""
+    parsed = parse_invoice(payload)
+    if isinstance(parsed, Finding):
+        return _Facts()
+    root = parsed.getroot()
+    return _Facts(
+        number=_child_text(root, "cbc:ID"),
+        issue_date=_iso_date(_child_text(root, "cbc:IssueDate")),
+        supplier=party_siret(parsed, "supplier"),
+        buyer=party_siret(parsed, "buyer"),
+        buyer_reference=_child_text(root, "cbc:BuyerReference"),
+    )
+
+
+def _child_text(root: etree._Element, path: str) -> str | None:
+    found = root.find(path, NS)
+    if found is None:
+        return None
+    return (found.text or "").strip() or None
+
+
+def _iso_date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def _findings_label(findings: list[Finding]) -> str:
+    errors = [f for f in findings if f.severity in (Severity.FATAL, Severity.ERROR)]
+    shown = "; ".join(f.message for f in errors[:_MAX_FINDINGS_IN_LABEL])
+    more = len(errors) - _MAX_FINDINGS_IN_LABEL
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+# -- what goes back --------------------------------------------------------------------
+
+
+def _rejection_line(rejected: RejectedInvoice) -> ErrorLine:
+    # With no readable invoice number, the member's file name stands in for it.
+    return invoice_error_line(
+        invoice_number=rejected.invoice_number or rejected.member,
+        supplier_id=rejected.supplier_siret,
+        buyer_id=rejected.buyer_siret,
+        code=rejected.code,
+        label=rejected.reason,
+    )
+
+
+def _report_name(interface: str | None, settings: SandboxSettings, flow_id: str) -> str:
+    prefix = f"CSO{interface[3:]}" if interface else _UNKNOWN_REPORT_INTERFACE
+    return f"{prefix}_{settings.partner_code}_{flow_id}.xml"
+
+
+def _report(
+    flow_id: str, status: str, comment: str, errors: list[ErrorLine], settings: SandboxSettings, now: datetime
+) -> bytes:
+    return flow_status_document(
+        flow_id=flow_id, code=status, comment=comment, timestamp=now, errors=errors, receiver_id=settings.partner_code
+    )
+
+
+def _lifecycle(integrated: list[IntegratedInvoice], flow_id: str, settings: SandboxSettings, now: datetime) -> bytes:
+    entries = [
+        InvoiceStatusEntry(
+            supplier_id=invoice.supplier_siret,
+            supplier_id_type="1",
+            buyer_id=invoice.buyer_siret,
+            invoice_number=invoice.invoice_number,
+            invoice_date=invoice.issue_date,
+            code=code,
+            label=INVOICE_STATUS_LABELS.get(code),
+            comment=None,
+            timestamp=now + timedelta(seconds=step),
+        )
+        for invoice in integrated
+        for step, code in enumerate(settings.lifecycle)
+    ]
+    return invoice_status_document(
+        entries=entries, flow_id=flow_id, produced_on=now.date(), receiver_id=settings.partner_code
+    )

@@ -1,0 +1,462 @@
+"""The store's named queries: the only module that builds SQL.
+
+``Store.transaction()`` yields a ``Tx`` whose methods read and write rows; a pipeline
+step writes its rows in one transaction *before* the side effect they allow.
+Rows come back as the mapped objects of ``gateway.store.models`` and stay readable
+after the transaction (``expire_on_commit=False``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
+from gateway.errors import StoreError
+from gateway.store import db
+from gateway.store.models import (
+    AuditEvent,
+    Counter,
+    Flow,
+    FlowMember,
+    Invoice,
+    Report,
+    SourceFile,
+    StatusEvent,
+    Transmission,
+)
+
+
+class DuplicateInvoice(StoreError):
+    """An invoice with the same supplier, number and year is already active."""
+
+
+class Store:
+    """The reconciliation store, on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, and bring a new SQLite database to the current schema."""
+        engine = db.make_engine(url)
+        try:
+            db.ensure_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One unit of work: committed on success, rolled back on any exception."""
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield Tx(session)
+        except OperationalError as exc:
+            raise StoreError(f"the database failed: {exc.orig}") from None
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class Tx:
+    """Named reads and writes within one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- source files ------------------------------------------------------------
+
+    def find_settled_source_file(self, channel: str, sha256: str) -> SourceFile | None:
+        """A file of this channel with these bytes that was already dealt with."""
+        return self.session.scalars(
+            select(SourceFile)
+            .where(SourceFile.channel == channel, SourceFile.sha256 == sha256)
+            .where(SourceFile.status != "received")
+            .order_by(SourceFile.id.desc())
+        ).first()
+
+    def add_source_file(
+        self, *, channel: str, name: str, path: str, sha256: str, size: int, now: datetime
+    ) -> SourceFile:
+        row = SourceFile(
+            channel=channel,
+            name=name,
+            path=path,
+            sha256=sha256,
+            size=size,
+            status="received",
+            invoice_count=0,
+            quarantined_count=0,
+            received_at=now,
+            updated_at=now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def settle_source_file(
+        self,
+        row: SourceFile,
+        *,
+        status: str,
+        reason: str | None,
+        invoice_count: int,
+        quarantined_count: int,
+        now: datetime,
+    ) -> None:
+        row.status = status
+        row.reason = reason
+        row.invoice_count = invoice_count
+        row.quarantined_count = quarantined_count
+        row.updated_at = now
+        self.audit("source_file." + status, "source_file", row.id, now, reason=reason)
+
+    def source_files(self) -> Sequence[SourceFile]:
+        return self.session.scalars(select(SourceFile).order_by(SourceFile.id)).all()
+
+    # -- invoices ----------------------------------------------------------------
+
+    def has_active_invoice(self, supplier_siret: str, number: str, year: int) -> bool:
+        return (
+            self.session.scalar(
+                select(func.count(Invoice.id)).where(
+                    Invoice.supplier_siret == supplier_siret,
+                    Invoice.invoice_number == number,
+                    Invoice.issue_year == year,
+                    Invoice.status.in_([s.value for s in ACTIVE_INVOICE_STATUSES]),
+                )
+            )
+            > 0
+        )
+
+    def add_invoice(self, *, now: datetime, status: InvoiceStatus, **fields: Any) -> Invoice:
+        """Insert an invoice and its first status event.
+
+        Raises ``DuplicateInvoice`` when the business key is already active; the
+        transaction can go on (a savepoint is rolled back, not the whole unit).
+        """
+        row = Invoice(status=status.value, created_at=now, updated_at=now, **fields)
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+                self.session.flush()
+        except IntegrityError:
+            raise DuplicateInvoice(
+                f"invoice {fields.get('invoice_number')} of supplier "
+                f"{fields.get('supplier_siret')} ({fields.get('issue_year')}) was already accepted"
+            ) from None
+        self.add_status_event(invoice_id=row.id, code=status.value, label=row.reason, now=now)
+        return row
+
+    def set_invoice_status(
+        self,
+        invoice: Invoice,
+        status: InvoiceStatus,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        source: str = "gateway",
+        report_id: int | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        invoice.status = status.value
+        invoice.reason = reason
+        invoice.updated_at = now
+        self.add_status_event(
+            invoice_id=invoice.id,
+            code=status.value,
+            label=reason,
+            source=source,
+            report_id=report_id,
+            now=now,
+            occurred_at=occurred_at,
+        )
+
+    def invoices_ready(self, *, partner: str, syntax: str) -> Sequence[Invoice]:
+        """Valid invoices waiting for a flow, oldest first."""
+        return self.session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.status == InvoiceStatus.VALID.value,
+                Invoice.partner == partner,
+                Invoice.syntax == syntax,
+            )
+            .order_by(Invoice.id)
+        ).all()
+
+    def find_sent_invoice(self, supplier_siret: str, number: str) -> Invoice | None:
+        """The invoice at Chorus Pro with this supplier and number (most recent first)."""
+        return self.session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.supplier_siret == supplier_siret,
+                Invoice.invoice_number == number,
+                Invoice.status.in_(
+                    [
+                        InvoiceStatus.SENT.value,
+                        InvoiceStatus.INTEGRATED.value,
+                        InvoiceStatus.REJECTED.value,
+                    ]
+                ),
+            )
+            .order_by(Invoice.id.desc())
+        ).first()
+
+    def list_invoices(self, *, status: str | None = None, limit: int | None = None) -> Sequence[Invoice]:
+        query = select(Invoice).order_by(Invoice.id)
+        if status:
+            query = query.where(Invoice.status == status)
+        if limit:
+            query = query.limit(limit)
+        return self.session.scalars(query).all()
+
+    def latest_chorus_status(self, invoice_ids: Iterable[int]) -> dict[int, StatusEvent]:
+        """The most recent lifecycle status Chorus Pro gave each invoice."""
+        ids = list(invoice_ids)
+        if not ids:
+            return {}
+        events = self.session.scalars(
+            select(StatusEvent)
+            .where(StatusEvent.invoice_id.in_(ids), StatusEvent.source == "chorus")
+            .order_by(StatusEvent.occurred_at, StatusEvent.id)
+        ).all()
+        return {event.invoice_id: event for event in events if event.invoice_id is not None}
+
+    def count_invoices_by_status(self) -> dict[str, int]:
+        rows = self.session.execute(select(Invoice.status, func.count(Invoice.id)).group_by(Invoice.status)).all()
+        return {status: count for status, count in rows}
+
+    # -- flows -------------------------------------------------------------------
+
+    def next_counter(self, name: str) -> int:
+        """Next value of a monotonic sequence; concurrent writers wait on the row lock."""
+        counter = self.session.get(Counter, name, with_for_update=True)
+        if counter is None:
+            counter = Counter(name=name, value=0)
+            self.session.add(counter)
+        counter.value += 1
+        self.session.flush()
+        return counter.value
+
+    def add_flow(self, *, now: datetime, **fields: Any) -> Flow:
+        flow = Flow(
+            status=FlowStatus.PACKED.value,
+            integrated_count=0,
+            rejected_count=0,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+        self.session.add(flow)
+        self.session.flush()
+        self.add_status_event(flow_pk=flow.id, code=flow.status, label=None, now=now)
+        self.audit("flow.packed", "flow", flow.flow_id, now, file_name=flow.file_name, sha256=flow.sha256)
+        return flow
+
+    def add_flow_member(self, flow: Flow, invoice: Invoice, *, member_name: str, sha256: str) -> None:
+        self.session.add(FlowMember(flow_pk=flow.id, invoice_id=invoice.id, member_name=member_name, sha256=sha256))
+
+    def set_flow_status(
+        self,
+        flow: Flow,
+        status: FlowStatus,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        source: str = "gateway",
+        report_id: int | None = None,
+    ) -> None:
+        flow.status = status.value
+        flow.reason = reason
+        flow.updated_at = now
+        self.add_status_event(
+            flow_pk=flow.id, code=status.value, label=reason, source=source, report_id=report_id, now=now
+        )
+        self.audit("flow." + status.value, "flow", flow.flow_id, now, reason=reason)
+
+    def flows_with_status(self, *statuses: FlowStatus) -> Sequence[Flow]:
+        return self.session.scalars(
+            select(Flow).where(Flow.status.in_([s.value for s in statuses])).order_by(Flow.id)
+        ).all()
+
+    def flow_members(self, flow: Flow) -> Sequence[tuple[FlowMember, Invoice]]:
+        rows = self.session.execute(
+            select(FlowMember, Invoice)
+            .join(Invoice, Invoice.id == FlowMember.invoice_id)
+            .where(FlowMember.flow_pk == flow.id)
+            .order_by(FlowMember.member_name)
+        ).all()
+        return [(member, invoice) for member, invoice in rows]
+
+    def find_flow(self, flow_id: str) -> Flow | None:
+        return self.session.scalars(select(Flow).where(Flow.flow_id == flow_id)).first()
+
+    def find_flow_by_file_name(self, file_name: str) -> Flow | None:
+        return self.session.scalars(select(Flow).where(Flow.file_name == file_name)).first()
+
+    def list_flows(self, *, status: str | None = None) -> Sequence[Flow]:
+        query = select(Flow).order_by(Flow.id)
+        if status:
+            query = query.where(Flow.status == status)
+        return self.session.scalars(query).all()
+
+    # -- transmissions -----------------------------------------------------------
+
+    def start_transmission(self, flow: Flow, *, transport: str, remote_name: str, now: datetime) -> Transmission:
+        """Record an attempt as in progress; written before the bytes leave."""
+        flow.attempts += 1
+        attempt = Transmission(
+            flow_pk=flow.id,
+            attempt=flow.attempts,
+            transport=transport,
+            remote_name=remote_name,
+            outcome="in_progress",
+            started_at=now,
+        )
+        self.session.add(attempt)
+        self.set_flow_status(flow, FlowStatus.SENDING, now=now)
+        self.session.flush()
+        return attempt
+
+    def finish_transmission(
+        self,
+        attempt: Transmission,
+        *,
+        outcome: str,
+        now: datetime,
+        receipt: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        attempt.outcome = outcome
+        attempt.receipt = receipt
+        attempt.error = error
+        attempt.ended_at = now
+
+    def transmissions_in_progress(self) -> Sequence[tuple[Transmission, Flow]]:
+        rows = self.session.execute(
+            select(Transmission, Flow)
+            .join(Flow, Flow.id == Transmission.flow_pk)
+            .where(Transmission.outcome == "in_progress")
+            .order_by(Transmission.id)
+        ).all()
+        return [(attempt, flow) for attempt, flow in rows]
+
+    def transmissions(self, flow: Flow) -> Sequence[Transmission]:
+        return self.session.scalars(
+            select(Transmission).where(Transmission.flow_pk == flow.id).order_by(Transmission.id)
+        ).all()
+
+    # -- reports -----------------------------------------------------------------
+
+    def find_report(self, sha256: str) -> Report | None:
+        return self.session.scalars(select(Report).where(Report.sha256 == sha256)).first()
+
+    def add_report(self, *, sha256: str, file_name: str, partner: str, raw: bytes, now: datetime) -> Report:
+        report = Report(sha256=sha256, file_name=file_name, partner=partner, raw=raw, received_at=now)
+        self.session.add(report)
+        self.session.flush()
+        self.audit("report.received", "report", report.id, now, file_name=file_name, sha256=sha256)
+        return report
+
+    def settle_report(
+        self, report: Report, *, kind: str | None, outcome: str, detail: str | None, now: datetime
+    ) -> None:
+        report.kind = kind
+        report.outcome = outcome
+        report.detail = detail
+        self.audit("report." + outcome, "report", report.id, now, detail=detail)
+
+    def reports_to_reconcile(self) -> Sequence[Report]:
+        """Reports stored but not yet reconciled (e.g. after a crash)."""
+        return self.session.scalars(select(Report).where(Report.outcome.is_(None)).order_by(Report.id)).all()
+
+    def list_reports(self, *, problems_only: bool = False) -> Sequence[Report]:
+        query = select(Report).order_by(Report.id)
+        if problems_only:
+            query = query.where(Report.outcome != "applied")
+        return self.session.scalars(query).all()
+
+    # -- events ------------------------------------------------------------------
+
+    def add_status_event(
+        self,
+        *,
+        code: str,
+        label: str | None,
+        now: datetime,
+        invoice_id: int | None = None,
+        flow_pk: int | None = None,
+        source: str = "gateway",
+        report_id: int | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        self.session.add(
+            StatusEvent(
+                invoice_id=invoice_id,
+                flow_pk=flow_pk,
+                code=code,
+                label=label,
+                source=source,
+                report_id=report_id,
+                occurred_at=occurred_at or now,
+                recorded_at=now,
+            )
+        )
+
+    def status_events(self, *, invoice_id: int | None = None, flow_pk: int | None = None) -> Sequence[StatusEvent]:
+        query = select(StatusEvent).order_by(StatusEvent.id)
+        if invoice_id is not None:
+            query = query.where(StatusEvent.invoice_id == invoice_id)
+        if flow_pk is not None:
+            query = query.where(StatusEvent.flow_pk == flow_pk)
+        return self.session.scalars(query).all()
+
+    def audit(self, action: str, subject_kind: str, subject_id: object, now: datetime, **detail: Any) -> None:
+        self.session.add(
+            AuditEvent(
+                at=now,
+                action=action,
+                subject_kind=subject_kind,
+                subject_id=str(subject_id),
+                detail=json.dumps({k: v for k, v in detail.items() if v is not None}, default=str) or None,
+            )
+        )
+
+    def audit_events(self) -> Sequence[AuditEvent]:
+        return self.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+
+    def mark_flow_invoices(self, flow: Flow, status: InvoiceStatus, *, now: datetime) -> None:
+        """Move every member of a flow to ``status`` (one event per invoice)."""
+        for _member, invoice in self.flow_members(flow):
+            self.set_invoice_status(invoice, status, now=now)
+
+    def bump_flow_counts(self, flow: Flow) -> None:
+        """Recount integrated and rejected members from their statuses."""
+        counts = dict(
+            self.session.execute(
+                select(Invoice.status, func.count(Invoice.id))
+                .join(FlowMember, FlowMember.invoice_id == Invoice.id)
+                .where(FlowMember.flow_pk == flow.id)
+                .group_by(Invoice.status)
+            ).all()
+        )
+        flow.integrated_count = counts.get(InvoiceStatus.INTEGRATED.value, 0)
+        flow.rejected_count = counts.get(InvoiceStatus.REJECTED.value, 0)
+
+
+__all__ = ["DuplicateInvoice", "Store", "Tx"]

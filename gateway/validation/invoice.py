@@ -1,0 +1,39 @@
+"""All layers over one invoice document, in order, each reported separately."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from gateway.validation import chorus
+from gateway.validation.findings import Finding, Severity
+from gateway.validation.xsd import check_xsd
+
+# Safe parsing: no DTD, no entity expansion, no network; huge_tree stays off so that
+# libxml2's own depth and size limits apply.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False)
+
+
+def parse_invoice(payload: bytes) -> etree._ElementTree | Finding:
+    """Parse safely; a document that is not well-formed becomes a fatal finding."""
+    try:
+        root = etree.fromstring(payload, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        return Finding("parse", "XML", Severity.FATAL, f"line {exc.lineno}", exc.msg)
+    if root.getroottree().docinfo.doctype:
+        return Finding("parse", "XML-DTD", Severity.FATAL, "/", "a DOCTYPE is not allowed")
+    return root.getroottree()
+
+
+def validate_invoice(payload: bytes) -> list[Finding]:
+    """Run the parsing, XSD and Chorus Pro layers over a UBL invoice.
+
+    A later layer runs only when the earlier ones found nothing fatal: Chorus rules
+    over a document that is not schema-valid would only add noise.
+    """
+    parsed = parse_invoice(payload)
+    if isinstance(parsed, Finding):
+        return [parsed]
+    findings = check_xsd(parsed)
+    if any(f.severity is Severity.FATAL for f in findings):
+        return findings
+    return findings + chorus.check_chorus_rules(parsed)

@@ -1,0 +1,170 @@
+<?xml version="1.0" encoding="UTF-8"?>
+<!--
+  Canonical invoice (schemas/canonical-invoice.xsd) → UBL 2.1 Invoice, Chorus Pro
+  interface FSO1100A (IN_DP_E1_UBL_INVOICE).
+
+  Element order follows the UBL 2.1 XSD sequences; an optional canonical element that
+  is absent produces no UBL element. Amounts arrive computed and rounded: this
+  stylesheet copies them and does no arithmetic.
+
+  Where Chorus Pro reads its data (../shared/DOMAIN.md §3): SIRETs as
+  PartyIdentification/ID and PartyLegalEntity/CompanyID with schemeID 0009, service
+  code in BuyerReference (BT-10), commitment number in OrderReference/ID (BT-13),
+  cadre de facturation in ProfileID (BT-23).
+-->
+<xsl:stylesheet version="3.0"
+    xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema"
+    xmlns:c="urn:chorus-gateway:canonical-invoice:1"
+    xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+    xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+    xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+    xpath-default-namespace="urn:chorus-gateway:canonical-invoice:1"
+    exclude-result-prefixes="xs c">
+
+  <xsl:output method="xml" encoding="UTF-8" indent="yes"/>
+
+  <!-- The Chorus Pro rendering stylesheet of the interface (E1 flows carry it). -->
+  <xsl:param name="interface-code" as="xs:string" select="'FSO1100A'"/>
+  <!-- EN 16931 core specification identifier (BT-24). -->
+  <xsl:param name="customization-id" as="xs:string" select="'urn:cen.eu:en16931:2017'"/>
+
+  <xsl:variable name="currency" select="/Invoice/CurrencyCode"/>
+
+  <xsl:template match="/">
+    <xsl:processing-instruction name="xml-stylesheet"
+        select="concat('type=&quot;text/xsl&quot; href=&quot;', $interface-code, '.xsl&quot;')"/>
+    <xsl:apply-templates select="Invoice"/>
+  </xsl:template>
+
+  <xsl:template match="Invoice">
+    <Invoice>
+      <cbc:CustomizationID><xsl:value-of select="$customization-id"/></cbc:CustomizationID>
+      <xsl:apply-templates select="BusinessProcessType"/>
+      <cbc:ID><xsl:value-of select="InvoiceNumber"/></cbc:ID>
+      <cbc:IssueDate><xsl:value-of select="IssueDate"/></cbc:IssueDate>
+      <xsl:apply-templates select="PaymentDueDate"/>
+      <cbc:InvoiceTypeCode><xsl:value-of select="InvoiceTypeCode"/></cbc:InvoiceTypeCode>
+      <cbc:DocumentCurrencyCode><xsl:value-of select="CurrencyCode"/></cbc:DocumentCurrencyCode>
+      <xsl:apply-templates select="BuyerReference"/>
+      <xsl:apply-templates select="PurchaseOrderReference"/>
+      <cac:AccountingSupplierParty>
+        <xsl:apply-templates select="Seller"/>
+      </cac:AccountingSupplierParty>
+      <cac:AccountingCustomerParty>
+        <xsl:apply-templates select="Buyer"/>
+      </cac:AccountingCustomerParty>
+      <xsl:apply-templates select="PaymentInstructions"/>
+      <cac:TaxTotal>
+        <cbc:TaxAmount currencyID="{$currency}"><xsl:value-of select="DocumentTotals/InvoiceTotalVatAmount"/></cbc:TaxAmount>
+        <xsl:apply-templates select="VatBreakdown"/>
+      </cac:TaxTotal>
+      <xsl:apply-templates select="DocumentTotals"/>
+      <xsl:apply-templates select="InvoiceLine"/>
+    </Invoice>
+  </xsl:template>
+
+  <xsl:template match="BusinessProcessType">
+    <cbc:ProfileID><xsl:value-of select="."/></cbc:ProfileID>
+  </xsl:template>
+
+  <xsl:template match="PaymentDueDate">
+    <cbc:DueDate><xsl:value-of select="."/></cbc:DueDate>
+  </xsl:template>
+
+  <xsl:template match="BuyerReference">
+    <cbc:BuyerReference><xsl:value-of select="."/></cbc:BuyerReference>
+  </xsl:template>
+
+  <xsl:template match="PurchaseOrderReference">
+    <cac:OrderReference><cbc:ID><xsl:value-of select="."/></cbc:ID></cac:OrderReference>
+  </xsl:template>
+
+  <xsl:template match="Seller | Buyer">
+    <cac:Party>
+      <cac:PartyIdentification>
+        <cbc:ID schemeID="0009"><xsl:value-of select="Siret"/></cbc:ID>
+      </cac:PartyIdentification>
+      <xsl:apply-templates select="PostalAddress"/>
+      <xsl:if test="VatIdentifier">
+        <cac:PartyTaxScheme>
+          <cbc:CompanyID><xsl:value-of select="VatIdentifier"/></cbc:CompanyID>
+          <cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme>
+        </cac:PartyTaxScheme>
+      </xsl:if>
+      <cac:PartyLegalEntity>
+        <cbc:RegistrationName><xsl:value-of select="Name"/></cbc:RegistrationName>
+        <cbc:CompanyID schemeID="0009"><xsl:value-of select="Siret"/></cbc:CompanyID>
+      </cac:PartyLegalEntity>
+    </cac:Party>
+  </xsl:template>
+
+  <xsl:template match="PostalAddress">
+    <cac:PostalAddress>
+      <xsl:for-each select="AddressLine1"><cbc:StreetName><xsl:value-of select="."/></cbc:StreetName></xsl:for-each>
+      <xsl:for-each select="City"><cbc:CityName><xsl:value-of select="."/></cbc:CityName></xsl:for-each>
+      <xsl:for-each select="PostCode"><cbc:PostalZone><xsl:value-of select="."/></cbc:PostalZone></xsl:for-each>
+      <cac:Country><cbc:IdentificationCode><xsl:value-of select="CountryCode"/></cbc:IdentificationCode></cac:Country>
+    </cac:PostalAddress>
+  </xsl:template>
+
+  <xsl:template match="PaymentInstructions">
+    <cac:PaymentMeans>
+      <cbc:PaymentMeansCode><xsl:value-of select="PaymentMeansTypeCode"/></cbc:PaymentMeansCode>
+      <xsl:for-each select="PaymentAccountIdentifier">
+        <cac:PayeeFinancialAccount><cbc:ID><xsl:value-of select="."/></cbc:ID></cac:PayeeFinancialAccount>
+      </xsl:for-each>
+    </cac:PaymentMeans>
+  </xsl:template>
+
+  <!-- EN 16931: category O carries no rate (BR-O-05, BR-O-09); the others always do. -->
+  <xsl:template name="tax-category">
+    <xsl:param name="code" as="xs:string"/>
+    <xsl:param name="rate" as="xs:string?"/>
+    <cbc:ID><xsl:value-of select="$code"/></cbc:ID>
+    <xsl:if test="$code ne 'O'"><cbc:Percent><xsl:value-of select="$rate"/></cbc:Percent></xsl:if>
+    <cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme>
+  </xsl:template>
+
+  <xsl:template match="VatBreakdown">
+    <cac:TaxSubtotal>
+      <cbc:TaxableAmount currencyID="{$currency}"><xsl:value-of select="VatCategoryTaxableAmount"/></cbc:TaxableAmount>
+      <cbc:TaxAmount currencyID="{$currency}"><xsl:value-of select="VatCategoryTaxAmount"/></cbc:TaxAmount>
+      <cac:TaxCategory>
+        <xsl:call-template name="tax-category">
+          <xsl:with-param name="code" select="string(VatCategoryCode)"/>
+          <xsl:with-param name="rate" select="string(VatCategoryRate)"/>
+        </xsl:call-template>
+      </cac:TaxCategory>
+    </cac:TaxSubtotal>
+  </xsl:template>
+
+  <xsl:template match="DocumentTotals">
+    <cac:LegalMonetaryTotal>
+      <cbc:LineExtensionAmount currencyID="{$currency}"><xsl:value-of select="SumOfInvoiceLineNetAmount"/></cbc:LineExtensionAmount>
+      <cbc:TaxExclusiveAmount currencyID="{$currency}"><xsl:value-of select="InvoiceTotalAmountWithoutVat"/></cbc:TaxExclusiveAmount>
+      <cbc:TaxInclusiveAmount currencyID="{$currency}"><xsl:value-of select="InvoiceTotalAmountWithVat"/></cbc:TaxInclusiveAmount>
+      <cbc:PayableAmount currencyID="{$currency}"><xsl:value-of select="AmountDueForPayment"/></cbc:PayableAmount>
+    </cac:LegalMonetaryTotal>
+  </xsl:template>
+
+  <xsl:template match="InvoiceLine">
+    <cac:InvoiceLine>
+      <cbc:ID><xsl:value-of select="InvoiceLineIdentifier"/></cbc:ID>
+      <cbc:InvoicedQuantity unitCode="{InvoicedQuantityUnitOfMeasureCode}"><xsl:value-of select="InvoicedQuantity"/></cbc:InvoicedQuantity>
+      <cbc:LineExtensionAmount currencyID="{$currency}"><xsl:value-of select="InvoiceLineNetAmount"/></cbc:LineExtensionAmount>
+      <cac:Item>
+        <cbc:Name><xsl:value-of select="ItemName"/></cbc:Name>
+        <cac:ClassifiedTaxCategory>
+          <xsl:call-template name="tax-category">
+            <xsl:with-param name="code" select="string(InvoicedItemVatCategoryCode)"/>
+            <xsl:with-param name="rate" select="string(InvoicedItemVatRate)"/>
+          </xsl:call-template>
+        </cac:ClassifiedTaxCategory>
+      </cac:Item>
+      <cac:Price>
+        <cbc:PriceAmount currencyID="{$currency}"><xsl:value-of select="ItemNetPrice"/></cbc:PriceAmount>
+      </cac:Price>
+    </cac:InvoiceLine>
+  </xsl:template>
+</xsl:stylesheet>

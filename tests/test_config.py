@@ -1,0 +1,80 @@
+"""Configuration: embedded defaults, the starter file, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import STARTER_CONFIG, availability_problems, load_config, write_starter
+from gateway.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_embedded_defaults_put_everything_under_the_data_dir(tmp_path: Path) -> None:
+    config = load_config(None, data_dir=tmp_path / "data", env={})
+    assert config.database_url == f"sqlite:///{tmp_path / 'data' / 'gateway.db'}"
+    assert [c.watch_dir for c in config.channels] == [tmp_path / "data" / "inbox" / "erp"]
+    sandbox = config.partners["sandbox"]
+    assert sandbox.transport == "local"
+    assert sandbox.outbound_dir == config.sandbox.root / "inbox"
+    assert sandbox.max_invoices_per_flow == 500
+
+
+def test_environment_chooses_file_and_database(tmp_path: Path) -> None:
+    path = _write(tmp_path, STARTER_CONFIG)
+    config = load_config(None, env={"GATEWAY_CONFIG": str(path), "GATEWAY_DATABASE_URL": "sqlite:///x.db"})
+    assert config.source == path
+    assert config.database_url == "sqlite:///x.db"
+
+
+def test_init_writes_a_starter_that_loads_and_its_directories(tmp_path: Path) -> None:
+    target = write_starter(tmp_path / "site")
+    config = load_config(target, env={})
+    assert config.channels[0].watch_dir.is_dir()
+    assert config.partners["sandbox"].inbound_dir.is_dir()
+    assert availability_problems(config) == []
+    with pytest.raises(ConfigError, match="already exists"):
+        write_starter(tmp_path / "site")
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "reason"),
+    [
+        (
+            ("max_invoices_per_flow = 500", "max_invoices_per_flow = 0"),
+            "partners.sandbox.max_invoices_per_flow",
+            "greater than 0",
+        ),
+        (('partner = "sandbox"', 'partner = "chorus"'), "channels.erp.partner", "no declared partner"),
+        (('transport = "local"', 'transport = "ftp"'), "partners.sandbox.transport", "one of local, sftp, as2"),
+        (("{flow_id}.tar.gz", "batch.tar.gz"), "partners.sandbox.file_name_template", "{flow_id}"),
+        (('encoding = "utf-8"', 'encoding = "utf-42"'), "channels.erp.csv.encoding", "unknown encoding"),
+        (('syntax = "ubl"', 'syntx = "ubl"'), "channels.erp.syntx", "unknown key"),
+        (
+            ('partner_code = "AAA123"        #', 'partner_code = "aa"  #'),
+            "partners.sandbox.partner_code",
+            "partner code",
+        ),
+    ],
+)
+def test_a_wrong_value_is_reported_with_its_key(tmp_path: Path, edit, key, reason) -> None:  # noqa: ANN001
+    old, new = edit
+    assert old in STARTER_CONFIG
+    path = _write(tmp_path, STARTER_CONFIG.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == key
+    assert reason in caught.value.message
+
+
+def test_a_transport_this_version_cannot_run_is_a_problem(tmp_path: Path) -> None:
+    text = STARTER_CONFIG.replace('transport = "local"', 'transport = "sftp"\nendpoint = "sftp.example:22"')
+    config = load_config(_write(tmp_path, text), env={})
+    [problem] = availability_problems(config)
+    assert problem.key == "partners.sandbox.transport"

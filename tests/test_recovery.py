@@ -1,0 +1,120 @@
+"""Crash points and failing partners: nothing lost, nothing sent twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from gateway.clock import SystemClock
+from gateway.config import Config, default_config, ensure_layout
+from gateway.domain import FlowStatus
+from gateway.intake.sample import write_sample_export
+from gateway.pipeline import PassSummary, Pipeline
+from gateway.store import Store
+from gateway.store.models import Flow
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    base = default_config(tmp_path / "data")
+    channels = tuple(dataclasses.replace(c, settle_seconds=0.0) for c in base.channels)
+    config = dataclasses.replace(base, channels=channels, sandbox=dataclasses.replace(base.sandbox, enabled=False))
+    ensure_layout(config)
+    write_sample_export(config.channels[0].watch_dir / "export.csv", 4, with_errors=False)
+    return config
+
+
+@pytest.fixture
+def store(config: Config) -> Iterator[Store]:
+    store = Store.open(config.database_url)
+    yield store
+    store.close()
+
+
+def _packed_flow(config: Config, store: Store) -> tuple[Pipeline, Flow]:
+    pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+    summary = PassSummary()
+    pipeline.intake_channel(config.channels[0], summary)
+    pipeline.pack(config.partners["sandbox"], summary)
+    with store.transaction() as tx:
+        [flow] = tx.list_flows()
+    return pipeline, flow
+
+
+def _crash_during_send(pipeline: Pipeline, store: Store, flow: Flow, *, deposited: bool) -> None:
+    """What a crash leaves: the attempt recorded in progress, the deposit done or not."""
+    partner = pipeline.config.partners[flow.partner]
+    with store.transaction() as tx:
+        row = tx.session.get(Flow, flow.id)
+        tx.start_transmission(row, transport="local", remote_name=row.file_name, now=SystemClock().now())
+        data = pipeline.flow_archive(tx, row)
+    if deposited:
+        pipeline.transport(partner).deposit(flow.file_name, data)
+
+
+def test_attempt_interrupted_after_deposit_is_settled_without_resending(config: Config, store: Store) -> None:
+    pipeline, flow = _packed_flow(config, store)
+    _crash_during_send(pipeline, store, flow, deposited=True)
+
+    summary = Pipeline(config=config, store=store, clock=SystemClock()).run_pass()
+
+    assert summary.flows_sent == []  # settled, not sent again
+    with store.transaction() as tx:
+        row = tx.find_flow(flow.flow_id)
+        attempts = tx.transmissions(row)
+        assert row.status == FlowStatus.SENT.value
+        assert [(a.attempt, a.outcome) for a in attempts] == [(1, "succeeded")]
+        assert "settled after restart" in attempts[0].receipt
+        assert {i.status for _m, i in tx.flow_members(row)} == {"sent"}
+
+
+def test_attempt_interrupted_before_deposit_is_retried_once(config: Config, store: Store) -> None:
+    pipeline, flow = _packed_flow(config, store)
+    _crash_during_send(pipeline, store, flow, deposited=False)
+
+    Pipeline(config=config, store=store, clock=SystemClock()).run_pass()
+
+    outbound = config.partners["sandbox"].outbound_dir
+    delivered = outbound / flow.file_name
+    assert hashlib.sha256(delivered.read_bytes()).hexdigest() == flow.sha256
+    assert [p.name for p in outbound.iterdir()] == [flow.file_name]  # no temporary left
+    with store.transaction() as tx:
+        attempts = tx.transmissions(tx.find_flow(flow.flow_id))
+        assert [(a.attempt, a.outcome) for a in attempts] == [(1, "failed"), (2, "succeeded")]
+
+
+def test_lost_archive_is_rebuilt_byte_for_byte(config: Config, store: Store) -> None:
+    """The flow file is a pure function of its members: a resend sends the same bytes."""
+    pipeline, flow = _packed_flow(config, store)
+    (config.flows_dir / flow.file_name).unlink()
+    pipeline.send(config.partners["sandbox"], PassSummary())
+    sent = config.partners["sandbox"].outbound_dir / flow.file_name
+    assert hashlib.sha256(sent.read_bytes()).hexdigest() == flow.sha256
+
+
+def test_unreachable_partner_is_retried_then_failed_with_an_alert(config: Config, store: Store) -> None:
+    partner = dataclasses.replace(config.partners["sandbox"], max_attempts=2)
+    blocked = config.data_dir / "not-a-directory"
+    blocked.write_text("the partner's directory is a file: every deposit fails")
+    partner = dataclasses.replace(partner, outbound_dir=blocked)
+    config = dataclasses.replace(config, partners={"sandbox": partner})
+    pipeline, flow = _packed_flow(config, store)
+
+    with structlog.testing.capture_logs() as logs:
+        first = PassSummary()
+        pipeline.send(partner, first)
+        second = PassSummary()
+        pipeline.send(partner, second)
+
+    assert first.flows_failed == [] and second.flows_failed == [flow.flow_id]
+    with store.transaction() as tx:
+        row = tx.find_flow(flow.flow_id)
+        assert row.status == FlowStatus.FAILED.value
+        assert [a.outcome for a in tx.transmissions(row)] == ["failed", "failed"]
+    alerts = [entry for entry in logs if entry["event"] == "alert.flow_failed"]
+    assert [a["flow"] for a in alerts] == [flow.flow_id]

@@ -1,0 +1,114 @@
+"""The store's schema and its guarantees, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from gateway.domain import InvoiceStatus
+from gateway.store import DuplicateInvoice, Store, db
+from gateway.store.models import Base
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def open_store():  # noqa: ANN201
+    """Open stores migrated to head; every engine is disposed after the test."""
+    opened: list[Store] = []
+
+    def _open(url: str) -> Store:
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        opened.append(Store(engine))
+        return opened[-1]
+
+    yield _open
+    for store in opened:
+        store.close()
+
+
+def _source(store: Store) -> int:
+    with store.transaction() as tx:
+        return tx.add_source_file(channel="erp", name="x.csv", path="/x.csv", sha256="0" * 64, size=1, now=NOW).id
+
+
+def _invoice(tx, source_id: int, status: InvoiceStatus, number: str = "F-1"):  # noqa: ANN001, ANN202
+    return tx.add_invoice(
+        now=NOW,
+        status=status,
+        supplier_siret="73282932000017",
+        invoice_number=number,
+        issue_year=2026,
+        source_file_id=source_id,
+        source_line=2,
+        channel="erp",
+    )
+
+
+def test_migrations_build_the_schema_the_models_declare(database_url: str) -> None:
+    """alembic upgrade head on an empty database leaves no difference with the models."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    assert db.current_revision(engine) == db.head_revision()
+    engine.dispose()
+
+
+def test_audit_journal_refuses_update_and_delete(database_url: str, open_store) -> None:  # noqa: ANN001
+    """The database itself keeps the audit journal append-only."""
+    store = open_store(database_url)
+    with store.transaction() as tx:
+        tx.audit("test.event", "flow", "F1", NOW, note="kept")
+    for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.engine.begin() as connection:
+            connection.execute(sa.text(statement))
+    with store.transaction() as tx:
+        assert [e.action for e in tx.audit_events()] == ["test.event"]
+
+
+def test_business_key_is_unique_among_active_invoices_only(database_url: str, open_store) -> None:  # noqa: ANN001
+    """A second active invoice with the same key is refused; a quarantined one is not in the way."""
+    store = open_store(database_url)
+    source_id = _source(store)
+    with store.transaction() as tx:
+        _invoice(tx, source_id, InvoiceStatus.QUARANTINED)
+        _invoice(tx, source_id, InvoiceStatus.VALID)
+        with pytest.raises(DuplicateInvoice, match="F-1"):
+            _invoice(tx, source_id, InvoiceStatus.VALID)
+        # The failed insert rolled back a savepoint only: the unit goes on.
+        _invoice(tx, source_id, InvoiceStatus.VALID, number="F-2")
+    with store.transaction() as tx:
+        assert sorted(i.invoice_number for i in tx.list_invoices(status="valid")) == ["F-1", "F-2"]
+        assert len(tx.status_events()) == 3
+
+
+def test_counters_are_monotonic_per_name(database_url: str, open_store) -> None:  # noqa: ANN001
+    store = open_store(database_url)
+    with store.transaction() as tx:
+        assert [tx.next_counter("flow:a") for _ in range(3)] == [1, 2, 3]
+        assert tx.next_counter("flow:b") == 1
+    with store.transaction() as tx:
+        assert tx.next_counter("flow:a") == 4
+
+
+def test_new_sqlite_database_is_created_at_head(tmp_path) -> None:  # noqa: ANN001
+    """Store.open brings a fresh SQLite file to the current revision by itself."""
+    store = Store.open(f"sqlite:///{tmp_path / 'sub' / 'new.db'}")
+    assert db.current_revision(store.engine) == db.head_revision()
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_behind_head_asks_for_db_upgrade(postgres_url: str) -> None:
+    """A PostgreSQL database is never migrated as a side effect of opening it."""
+    from gateway.errors import StoreError
+
+    with pytest.raises(StoreError, match="gateway db upgrade"):
+        Store.open(postgres_url)
