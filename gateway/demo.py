@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.clock import SystemClock
 from gateway.config import Config, default_config, ensure_layout
@@ -114,19 +115,20 @@ def render_demo(result: DemoResult, console: Console) -> None:
     console.print(counts)
 
     flows = Table(title="Flows")
-    for column in ("flow", "file", "outcome", "invoices", "integrated", "rejected"):
-        flows.add_column(column, overflow="fold")
+    flows.add_column("flow", overflow="fold")
+    flows.add_column("outcome")
+    for column in ("invoices", "integrated", "rejected"):
+        flows.add_column(column, justify="right")
     for flow in result.flows:
-        flows.add_row(
-            flow.flow_id, flow.file_name, flow.status, str(flow.invoices), str(flow.integrated), str(flow.rejected)
-        )
+        flows.add_row(flow.flow_id, flow.status, str(flow.invoices), str(flow.integrated), str(flow.rejected))
     console.print(flows)
 
     problems = Table(title="Invoices held back or rejected, and why")
     for column in ("invoice", "line", "status", "reason"):
         problems.add_column(column, overflow="fold")
     for problem in result.problems:
-        problems.add_row(problem.number or "?", str(problem.line), problem.status, problem.reason or "")
+        # Text, not markup: reasons carry rule ids in brackets ("[chorus CHORUS-SIRET-…]").
+        problems.add_row(Text(problem.number or "?"), str(problem.line), problem.status, Text(problem.reason or ""))
     console.print(problems)
     console.print(
         f"\nInspect: gateway --data-dir {result.data_dir} invoices list   "

@@ -22,14 +22,14 @@ from gateway.config import Channel, Config, Partner
 from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, SourceFileStatus, Syntax
 from gateway.errors import InputError, MappingError, PackagingError, TransportError, ValidatorError
 from gateway.intake import files
-from gateway.intake.csv_export import CsvOptions, ExportedInvoice, RejectedRecord, read_csv_export
+from gateway.intake.csv_export import COLUMN_OF_RULE, CsvOptions, ExportedInvoice, RejectedRecord, read_csv_export
 from gateway.mapping import compute_totals, map_invoice
 from gateway.reports.reconcile import reconcile_report
 from gateway.store import DuplicateInvoice, Store, Tx
 from gateway.store.models import Flow, Invoice, SourceFile
 from gateway.transport import Transport, open_transport
 from gateway.transport.local import write_atomically
-from gateway.validation import is_valid, validate_invoice
+from gateway.validation import Finding, is_valid, validate_invoice
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +151,7 @@ class Pipeline:
         except (InputError, MappingError, ValidatorError) as exc:
             return f"{where}: {exc.message}"
         if not is_valid(findings):
-            return "; ".join(f"{where}: {finding}" for finding in findings)
+            return "; ".join(_finding_reason(where, finding) for finding in findings)
         try:
             tx.add_invoice(
                 now=self.clock.now(),
@@ -427,6 +427,11 @@ class Pipeline:
             with self.store.transaction() as tx:
                 outcome = reconcile_report(tx, report_id, now=self.clock.now())
             summary.reports[outcome] += 1
+
+
+def _finding_reason(where: str, finding: Finding) -> str:
+    column = COLUMN_OF_RULE.get(finding.rule_id)
+    return f"{where}, field {column!r}: {finding}" if column else f"{where}: {finding}"
 
 
 def _invoice_fields(invoice: ExportedInvoice, channel: Channel, source: SourceFile) -> dict[str, object]:

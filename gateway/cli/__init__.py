@@ -154,10 +154,16 @@ def sandbox(state: State, once: bool) -> None:
     default=None,
     help="A new or empty directory for the demo's data (default: a new temporary one).",
 )
-def demo(invoices: int, directory: Path | None) -> None:
+@pass_state
+def demo(state: State, invoices: int, directory: Path | None) -> None:
     """Write a sample export, run it through the sandbox, print what became of it."""
+    import logging
+
     from gateway.demo import render_demo, run_demo
 
+    # The tables say what happened; of the log, a first-time user needs only the
+    # warnings (each held-back or rejected invoice), not a line per step.
+    configure_logging(state.log_format or "auto", level=logging.WARNING)
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     result = run_demo(directory, invoices=invoices)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.cli.state import State, pass_state
 from gateway.domain import FlowStatus, InvoiceStatus
@@ -22,7 +23,8 @@ def _emit(rows: Sequence[dict[str, Any]], as_json: bool, title: str) -> None:
     for column in rows[0].keys() if rows else ["(none)"]:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        # Text, not markup: a reason like "[chorus CHORUS-SIRET-BUYER] …" must print as written.
+        table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
     Console().print(table)
 
 

@@ -87,6 +87,12 @@ _DEFAULTS = {
     "unit_code": "C62",  # UN/ECE rec. 20 "one"
     "vat_category": "S",
 }
+#: The column a validation rule speaks of, so that a held-back invoice's reason names
+#: the field the ERP team has to fix, not only an XPath of the mapped document.
+COLUMN_OF_RULE = {
+    "CHORUS-SIRET-SUPPLIER": "supplier_siret",
+    "CHORUS-SIRET-BUYER": "buyer_siret",
+}
 #: UNTDID 1001 codes Chorus Pro takes for an invoice (380) or a credit note (381), and
 #: the corrective (384) and prepayment (386) invoices EN 16931 allows.
 TYPE_CODES = frozenset({"380", "381", "384", "386"})
@@ -450,6 +456,7 @@ def _line(
 
 __all__ = [
     "ALL_FIELDS",
+    "COLUMN_OF_RULE",
     "REQUIRED_COLUMNS",
     "CsvOptions",
     "ExportedInvoice",
