@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.domain import Syntax
 from gateway.errors import ConfigError
+from gateway.intake.readers import INPUT_FORMATS
 
 ENV_CONFIG = "GATEWAY_CONFIG"
 ENV_DATABASE_URL = "GATEWAY_DATABASE_URL"
@@ -26,7 +27,6 @@ TRANSPORT_KINDS = ("local", "sftp", "as2")
 #: Transports this version can run; the others are accepted in the file but refused by
 #: ``config check`` so that nobody believes a flow went out over them.
 AVAILABLE_TRANSPORTS = ("local",)
-INPUT_FORMATS = ("csv",)
 # DOMAIN.md §1: partner codes look like AAA999 (3–8 characters).
 _PARTNER_CODE = re.compile(r"^[A-Z0-9]{3,8}$")
 DEFAULT_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.tar.gz"
@@ -406,7 +406,7 @@ max_attempts = 5               # then the flow is failed and an alert is logged
 # A channel is a directory the ERP drops its exports into.
 [channels.erp]
 watch_dir = "inbox/erp"
-input_format = "csv"           # see docs/inputs.md
+input_format = "csv"           # csv | jsonl, see docs/inputs.md
 syntax = "ubl"                 # UBL 2.1, interface FSO1100A
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone

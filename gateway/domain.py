@@ -13,6 +13,7 @@ class Syntax(enum.StrEnum):
     """Target syntax of an invoice file inside a flow."""
 
     UBL = "ubl"  #: UBL 2.1 Invoice / CreditNote
+    CII = "cii"  #: UN/CEFACT Cross Industry Invoice D16B
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class FlowKind:
 #: DOMAIN.md §1 [C]: interface code and syntaxeFlux of each E1 syntax.
 FLOW_KINDS: dict[Syntax, FlowKind] = {
     Syntax.UBL: FlowKind("FSO1100A", "IN_DP_E1_UBL_INVOICE"),
+    Syntax.CII: FlowKind("FSO1106A", "IN_DP_E1_CII_16B"),
 }
 
 

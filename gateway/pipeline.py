@@ -22,7 +22,9 @@ from gateway.config import Channel, Config, Partner
 from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, SourceFileStatus, Syntax
 from gateway.errors import InputError, MappingError, PackagingError, TransportError, ValidatorError
 from gateway.intake import files
-from gateway.intake.csv_export import COLUMN_OF_RULE, CsvOptions, ExportedInvoice, RejectedRecord, read_csv_export
+from gateway.intake.csv_export import CsvOptions
+from gateway.intake.readers import read_export, source_encoding
+from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, RejectedRecord
 from gateway.mapping import compute_totals, map_invoice
 from gateway.reports.reconcile import reconcile_report
 from gateway.store import DuplicateInvoice, Store, Tx
@@ -118,7 +120,7 @@ class Pipeline:
                 channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
             )
             held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
-            for record in read_csv_export(path, options):
+            for record in read_export(path, channel.input_format, options):
                 counts["received"] += 1
                 if isinstance(record, RejectedRecord):
                     held.append((record, "; ".join(error.message for error in record.errors)))
@@ -129,7 +131,7 @@ class Pipeline:
             # Held-back invoices are written only once the whole file has been read: a
             # file-level error further down must leave nothing of this file behind.
             for record, reason in held:
-                self._hold_back(tx, channel, source, record, reason, options)
+                self._hold_back(tx, channel, source, record, reason, source_encoding(channel.input_format, options))
             counts["quarantined"] = len(held)
             counts["valid"] = counts["received"] - len(held)
             tx.settle_source_file(
@@ -175,9 +177,9 @@ class Pipeline:
         source: SourceFile,
         record: ExportedInvoice | RejectedRecord,
         reason: str,
-        options: CsvOptions,
+        encoding: str,
     ) -> None:
-        """Quarantine one invoice: a row with the reason, and its rows in a CSV of its own."""
+        """Quarantine one invoice: a row with the reason, and its own text in a file of its own."""
         number = record.number if isinstance(record, ExportedInvoice) else record.invoice_number
         log.warning(
             "invoice.quarantined",
@@ -205,10 +207,8 @@ class Pipeline:
             channel=channel.name,
             source_name=source.name,
             first_line=record.first_line,
-            header=record.header,
-            rows=record.rows,
-            delimiter=options.delimiter,
-            encoding=options.encoding,
+            text=record.original,
+            encoding=encoding,
             reason=reason,
         )
 

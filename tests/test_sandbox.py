@@ -268,7 +268,7 @@ def test_an_archive_with_a_directory_member_is_refused() -> None:
         ("invoices.tar.gz", "NOM_FICHIER", "CSO0000A_AAA123_invoices.xml"),
         (f"FSO1100A_AAA123_{FLOW_ID}.zip", "NOM_FICHIER", f"CSO1100A_AAA123_{FLOW_ID}.zip.xml"),
         (f"FSO1100A_BBB999_{FLOW_ID}.tar.gz", "PARTENAIRE", CR_NAME),
-        (f"FSO1106A_AAA123_{FLOW_ID}.tar.gz", "INTERFACE", f"CSO1106A_AAA123_{FLOW_ID}.xml"),
+        (f"FSO1117A_AAA123_{FLOW_ID}.tar.gz", "INTERFACE", f"CSO1117A_AAA123_{FLOW_ID}.xml"),
     ],
 )
 def test_a_badly_named_flow_is_refused(name: str, code: str, report_name: str) -> None:

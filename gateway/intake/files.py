@@ -6,13 +6,10 @@ this module only moves files and writes reason files.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -75,25 +72,20 @@ def quarantine_invoice(
     channel: str,
     source_name: str,
     first_line: int,
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    delimiter: str,
+    text: str,
     encoding: str,
     reason: str,
 ) -> Path:
-    """Write one held-back invoice as a CSV of its own rows, plus its ``.reason``.
+    """Write one held-back invoice as the ERP wrote it (a CSV keeps its header line),
+    plus its ``.reason``.
 
     The operator fixes that small file and drops it back into the watched directory;
     the name is stable, so writing it twice (after a crash) gives the same file.
     """
-    stem = Path(source_name).stem
-    target = quarantine_dir / channel / f"{stem}.line{first_line}{Path(source_name).suffix or '.csv'}"
+    source = Path(source_name)
+    target = quarantine_dir / channel / f"{source.stem}.line{first_line}{source.suffix or '.txt'}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_atomically(target, buffer.getvalue().encode(encoding, errors="replace"))
+    write_atomically(target, text.encode(encoding, errors="replace"))
     write_atomically(target.with_name(target.name + ".reason"), (reason + "\n").encode("utf-8"))
     return target
 

@@ -14,7 +14,7 @@ from gateway.mapping.xslt import transform
 from gateway.resources import mapping_path
 
 #: The stylesheet that turns the canonical invoice into each syntax.
-STYLESHEETS = {Syntax.UBL: "canonical-to-ubl.xsl"}
+STYLESHEETS = {Syntax.UBL: "canonical-to-ubl.xsl", Syntax.CII: "canonical-to-cii.xsl"}
 
 
 def map_invoice(invoice: ExportedInvoice, syntax: Syntax = Syntax.UBL) -> bytes:

