@@ -407,7 +407,7 @@ max_attempts = 5               # then the flow is failed and an alert is logged
 [channels.erp]
 watch_dir = "inbox/erp"
 input_format = "csv"           # csv | jsonl, see docs/inputs.md
-syntax = "ubl"                 # UBL 2.1, interface FSO1100A
+syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO1106A)
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
 

@@ -496,3 +496,9 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert summary["files"] == {"processed": 1}
     assert ("C-2", "integrated", 2) in invoices() and ("C-2", "quarantined", 3) in invoices()
+
+    # A file quarantined whole is read again when dropped back, even unchanged: the
+    # operator may have fixed the channel's settings rather than the file.
+    (inbox / "a-broken.csv").write_bytes(broken)
+    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+    assert summary["files"] == {"quarantined": 1}

@@ -85,7 +85,9 @@ class Tx:
         return self.session.scalars(
             select(SourceFile)
             .where(SourceFile.channel == channel, SourceFile.sha256 == sha256)
-            .where(SourceFile.status != "received")
+            # Only a processed file is settled: one quarantined whole (wrong encoding, missing
+            # column) must be read again when the operator fixes the setting and re-drops it.
+            .where(SourceFile.status == "processed")
             .order_by(SourceFile.id.desc())
         ).first()
 

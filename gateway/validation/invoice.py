@@ -25,7 +25,7 @@ def parse_invoice(payload: bytes) -> etree._ElementTree | Finding:
 
 
 def validate_invoice(payload: bytes) -> list[Finding]:
-    """Run the parsing, XSD and Chorus Pro layers over a UBL invoice.
+    """Run the parsing, XSD and Chorus Pro layers over a UBL or CII invoice.
 
     A later layer runs only when the earlier ones found nothing fatal: Chorus rules
     over a document that is not schema-valid would only add noise.
