@@ -10,10 +10,7 @@ import dataclasses
 import functools
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import tarfile
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -39,8 +36,8 @@ from gateway.validation import Finding, Severity, validate_invoice
 from gateway.validation.chorus import party_siret
 from gateway.validation.invoice import parse_invoice
 from gateway.validation.xsd import check_xsd
+from cli_runner import gateway
 
-PROJECT = Path(__file__).resolve().parent.parent
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
@@ -365,21 +362,6 @@ def test_a_cii_invoice_in_a_ubl_flow_is_rejected(tmp_path: Path) -> None:
 
 # -- (e) the whole path through the CLI ------------------------------------------------
 
-
-def gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gateway`` as an operator would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    full_env.update(env)
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=PROJECT,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"gateway {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-    return result
 
 
 def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path) -> None:

@@ -6,10 +6,7 @@ Line numbers are physical lines of the file, the header being line 1.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from datetime import date
@@ -29,6 +26,7 @@ from gateway.intake.csv_export import (
     read_csv_export,
 )
 from gateway.mapping.canonical import compute_totals, line_net_amount
+from cli_runner import gateway
 
 PROJECT = Path(__file__).resolve().parent.parent
 INPUTS_DOC = PROJECT / "docs" / "inputs.md"
@@ -421,21 +419,6 @@ def test_a_file_that_cannot_be_read_as_a_whole_raises_input_error(
 
 # -- end to end ---------------------------------------------------------------------
 
-
-def gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gateway`` as an operator would (as in tests/test_e2e.py)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    full_env.update(env)
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=PROJECT,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"gateway {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
-    return result
 
 
 def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(tmp_path: Path) -> None:

@@ -15,25 +15,10 @@ from pathlib import Path
 from gateway.intake.sample import write_sample_export
 from gateway.sandbox.directory import UNLISTED_BUYER_SIRET
 from gateway.store import Store, db
+from cli_runner import gateway
 
 PROJECT = Path(__file__).resolve().parent.parent
 
-
-def gateway(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gateway`` as an operator would, JSON logs on stderr."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    full_env.update(env or {})
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=PROJECT,
-        timeout=300,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"gateway {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-    return result
 
 
 def _site(tmp_path: Path, database_url: str) -> tuple[Path, dict[str, str]]:
