@@ -40,20 +40,25 @@ class InputError(GatewayError):
         file: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        xpath: str | None = None,
     ) -> None:
         self.file = file
         self.line = line
         self.field = field
+        #: Where in an XML export (IDoc, custom XSLT input) the invoice or value came from.
+        self.xpath = xpath
         self.reason = message
-        super().__init__(_located(message, file=file, line=line, field=field))
+        super().__init__(_located(message, file=file, line=line, field=field, xpath=xpath))
 
 
-def _located(message: str, *, file: str | None, line: int | None, field: str | None) -> str:
+def _located(message: str, *, file: str | None, line: int | None, field: str | None, xpath: str | None = None) -> str:
     where = []
     if file:
         where.append(file)
     if line is not None:
         where.append(f"line {line}")
+    if xpath:
+        where.append(f"at {xpath}")
     if field:
         where.append(f"field {field!r}")
     return f"{', '.join(where)}: {message}" if where else message

@@ -186,6 +186,8 @@ class SourceRow:
     line: int
     values: dict[str, str]
     prefix: str = ""
+    #: The XPath of the source element, for XML exports (``line`` is then its line, or 0).
+    xpath: str | None = None
 
 
 class _Collector:
@@ -196,14 +198,15 @@ class _Collector:
         self.options = options
         self.errors: list[InputError] = []
 
-    def fail(self, message: str, line: int, name: str) -> None:
-        self.errors.append(InputError(message, file=self.file, line=line, field=name))
+    def fail(self, message: str, row: SourceRow, name: str) -> None:
+        line = row.line or None
+        self.errors.append(InputError(message, file=self.file, line=line, field=name, xpath=row.xpath))
 
     def text(self, row: SourceRow, name: str, *, required: bool = False, label: str | None = None) -> str | None:
         value = row.values.get(name, "") or DEFAULTS.get(name, "")
         if not value:
             if required:
-                self.fail("mandatory field is empty", row.line, label or name)
+                self.fail("mandatory field is empty", row, label or name)
             return None
         return value
 
@@ -214,21 +217,21 @@ class _Collector:
         decimal = self.options.decimal
         other = "," if decimal == "." else "."
         if other in text:
-            self.fail(f"{text!r} is not a number with decimal separator {decimal!r}", row.line, label)
+            self.fail(f"{text!r} is not a number with decimal separator {decimal!r}", row, label)
             return None
         try:
             value = Decimal(text.replace(decimal, "."))
         except InvalidOperation:
             value = None
         if value is None or not value.is_finite():
-            self.fail(f"{text!r} is not a number", row.line, label)
+            self.fail(f"{text!r} is not a number", row, label)
             return None
         _sign, digits, exponent = value.as_tuple()
         decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
         if decimals > _MAX_DECIMALS or len(digits) > _MAX_DIGITS:
             self.fail(
                 f"{text!r} has more than {_MAX_DIGITS} digits or {_MAX_DECIMALS} decimals (Chorus Pro's limit)",
-                row.line,
+                row,
                 label,
             )
             return None
@@ -241,7 +244,7 @@ class _Collector:
         try:
             return datetime.strptime(text, self.options.date_format).date()
         except ValueError:
-            self.fail(f"{text!r} is not a date in the format {self.options.date_format!r}", row.line, name)
+            self.fail(f"{text!r} is not a date in the format {self.options.date_format!r}", row, name)
             return None
 
     def code(self, row: SourceRow, name: str, allowed: frozenset[str] | re.Pattern[str], label: str = "") -> str:
@@ -249,7 +252,7 @@ class _Collector:
         ok = value in allowed if isinstance(allowed, frozenset) else bool(allowed.match(value))
         if value and not ok:
             expected = ", ".join(sorted(allowed)) if isinstance(allowed, frozenset) else allowed.pattern
-            self.fail(f"{value!r} is not an accepted code (expected {expected})", row.line, label or name)
+            self.fail(f"{value!r} is not an accepted code (expected {expected})", row, label or name)
         return value
 
 
@@ -262,8 +265,8 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
             if name in row.values and row.values[name] != first.values.get(name):
                 check.fail(
                     f"{row.values[name]!r} differs from {first.values.get(name)!r} "
-                    f"on line {first.line} of the same invoice",
-                    row.line,
+                    f"on {first.xpath or f'line {first.line}'} of the same invoice",
+                    row,
                     name,
                 )
     number = check.text(first, "invoice_number", required=True)
@@ -331,13 +334,13 @@ def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | Non
     rate = check.number(row, "vat_rate", label["vat_rate"])
     category = check.code(row, "vat_category", VAT_CATEGORIES, label["vat_category"])
     if unit_price is not None and unit_price < 0:
-        check.fail(f"{row.values['unit_price']!r}: a unit price cannot be negative (EN 16931 BR-27)", row.line,
+        check.fail(f"{row.values['unit_price']!r}: a unit price cannot be negative (EN 16931 BR-27)", row,
                    label["unit_price"])
     if rate is not None and category in ZERO_RATE_CATEGORIES and rate != 0:
-        check.fail(f"VAT category {category} requires a rate of 0, got {row.values['vat_rate']!r}", row.line,
+        check.fail(f"VAT category {category} requires a rate of 0, got {row.values['vat_rate']!r}", row,
                    label["vat_rate"])
     if rate is not None and category == "S" and rate <= 0:
-        check.fail(f"VAT category S requires a rate above 0, got {row.values['vat_rate']!r}", row.line,
+        check.fail(f"VAT category S requires a rate above 0, got {row.values['vat_rate']!r}", row,
                    label["vat_rate"])
     if len(check.errors) > errors_before or item_name is None or None in (quantity, unit_price, rate):
         return None
