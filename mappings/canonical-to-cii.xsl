@@ -22,6 +22,7 @@
     xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
     xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
     xmlns:udt="urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
+    xmlns:qdt="urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
     xpath-default-namespace="urn:chorus-gateway:canonical-invoice:1"
     exclude-result-prefixes="xs c">
 
@@ -60,6 +61,8 @@
           <ram:SellerTradeParty><xsl:apply-templates select="Seller"/></ram:SellerTradeParty>
           <ram:BuyerTradeParty><xsl:apply-templates select="Buyer"/></ram:BuyerTradeParty>
           <xsl:apply-templates select="PurchaseOrderReference"/>
+          <xsl:apply-templates select="ContractReference"/>
+          <xsl:apply-templates select="AdditionalSupportingDocument"/>
         </ram:ApplicableHeaderTradeAgreement>
         <!-- Mandatory in the XSD even when no delivery information (BG-13) is known. -->
         <ram:ApplicableHeaderTradeDelivery/>
@@ -69,6 +72,7 @@
           <xsl:apply-templates select="VatBreakdown"/>
           <xsl:apply-templates select="PaymentDueDate"/>
           <xsl:apply-templates select="DocumentTotals"/>
+          <xsl:apply-templates select="PrecedingInvoiceReference"/>
         </ram:ApplicableHeaderTradeSettlement>
       </rsm:SupplyChainTradeTransaction>
     </rsm:CrossIndustryInvoice>
@@ -94,6 +98,33 @@
     <ram:BuyerOrderReferencedDocument>
       <ram:IssuerAssignedID><xsl:value-of select="."/></ram:IssuerAssignedID>
     </ram:BuyerOrderReferencedDocument>
+  </xsl:template>
+
+  <xsl:template match="ContractReference">
+    <ram:ContractReferencedDocument>
+      <ram:IssuerAssignedID><xsl:value-of select="."/></ram:IssuerAssignedID>
+    </ram:ContractReferencedDocument>
+  </xsl:template>
+
+  <!-- TypeCode 916 ("related document"): the code EN 16931 gives a supporting document (BG-24) in CII. -->
+  <xsl:template match="AdditionalSupportingDocument">
+    <ram:AdditionalReferencedDocument>
+      <ram:IssuerAssignedID><xsl:value-of select="SupportingDocumentReference"/></ram:IssuerAssignedID>
+      <ram:TypeCode>916</ram:TypeCode>
+      <xsl:for-each select="SupportingDocumentDescription"><ram:Name><xsl:value-of select="."/></ram:Name></xsl:for-each>
+      <ram:AttachmentBinaryObject mimeCode="{AttachedDocument/@mimeCode}" filename="{AttachedDocument/@filename}"><xsl:value-of select="AttachedDocument"/></ram:AttachmentBinaryObject>
+    </ram:AdditionalReferencedDocument>
+  </xsl:template>
+
+  <xsl:template match="PrecedingInvoiceReference">
+    <ram:InvoiceReferencedDocument>
+      <ram:IssuerAssignedID><xsl:value-of select="PrecedingInvoiceNumber"/></ram:IssuerAssignedID>
+      <xsl:for-each select="PrecedingInvoiceIssueDate">
+        <ram:FormattedIssueDateTime>
+          <qdt:DateTimeString format="102"><xsl:value-of select="format-date(xs:date(.), '[Y0001][M01][D01]')"/></qdt:DateTimeString>
+        </ram:FormattedIssueDateTime>
+      </xsl:for-each>
+    </ram:InvoiceReferencedDocument>
   </xsl:template>
 
   <xsl:template match="Seller | Buyer">
@@ -137,8 +168,10 @@
     <ram:ApplicableTradeTax>
       <ram:CalculatedAmount><xsl:value-of select="VatCategoryTaxAmount"/></ram:CalculatedAmount>
       <ram:TypeCode>VAT</ram:TypeCode>
+      <xsl:for-each select="VatExemptionReasonText"><ram:ExemptionReason><xsl:value-of select="."/></ram:ExemptionReason></xsl:for-each>
       <ram:BasisAmount><xsl:value-of select="VatCategoryTaxableAmount"/></ram:BasisAmount>
       <ram:CategoryCode><xsl:value-of select="VatCategoryCode"/></ram:CategoryCode>
+      <xsl:for-each select="VatExemptionReasonCode"><ram:ExemptionReasonCode><xsl:value-of select="."/></ram:ExemptionReasonCode></xsl:for-each>
       <xsl:call-template name="rate">
         <xsl:with-param name="code" select="string(VatCategoryCode)"/>
         <xsl:with-param name="rate" select="string(VatCategoryRate)"/>

@@ -1,7 +1,11 @@
 <?xml version="1.0" encoding="UTF-8"?>
 <!--
-  Canonical invoice (schemas/canonical-invoice.xsd) → UBL 2.1 Invoice, Chorus Pro
-  interface FSO1100A (IN_DP_E1_UBL_INVOICE).
+  Canonical invoice (schemas/canonical-invoice.xsd) → UBL 2.1 Invoice or CreditNote,
+  Chorus Pro interface FSO1100A (IN_DP_E1_UBL_INVOICE).
+
+  A credit note (type 381) is written as a UBL CreditNote (EN 16931 allows 381 only
+  there, BR-CL-01), unless the partner wants it as an Invoice of type 381
+  ($credit-note-document = 'Invoice', which Chorus Pro's own UBL profile accepts).
 
   Element order follows the UBL 2.1 XSD sequences; an optional canonical element that
   is absent produces no UBL element. Amounts arrive computed and rounded: this
@@ -16,7 +20,6 @@
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     xmlns:xs="http://www.w3.org/2001/XMLSchema"
     xmlns:c="urn:chorus-gateway:canonical-invoice:1"
-    xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
     xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
     xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
     xpath-default-namespace="urn:chorus-gateway:canonical-invoice:1"
@@ -29,7 +32,14 @@
   <!-- EN 16931 core specification identifier (BT-24). -->
   <xsl:param name="customization-id" as="xs:string" select="'urn:cen.eu:en16931:2017'"/>
 
+  <!-- 'CreditNote' (EN 16931) or 'Invoice' (type 381 in an Invoice, per partner). -->
+  <xsl:param name="credit-note-document" as="xs:string" select="'CreditNote'"/>
+
   <xsl:variable name="currency" select="/Invoice/CurrencyCode"/>
+  <xsl:variable name="document" as="xs:string"
+      select="if (/Invoice/InvoiceTypeCode = '381' and $credit-note-document = 'CreditNote') then 'CreditNote' else 'Invoice'"/>
+  <xsl:variable name="document-namespace" as="xs:string"
+      select="concat('urn:oasis:names:specification:ubl:schema:xsd:', $document, '-2')"/>
 
   <xsl:template match="/">
     <xsl:processing-instruction name="xml-stylesheet"
@@ -38,16 +48,25 @@
   </xsl:template>
 
   <xsl:template match="Invoice">
-    <Invoice>
+    <!-- A UBL CreditNote has no DueDate: its BT-9 lives in PaymentMeans, which needs a
+         payment means. Refuse rather than drop the date. -->
+    <xsl:if test="$document = 'CreditNote' and PaymentDueDate and not(PaymentInstructions)">
+      <xsl:sequence select="error(QName('urn:chorus-gateway:mapping', 'CREDIT-NOTE-DUE-DATE'),
+          'a credit note written as UBL CreditNote carries its due date (BT-9) in its payment means: give payment_means, or leave due_date empty')"/>
+    </xsl:if>
+    <xsl:element name="{$document}" namespace="{$document-namespace}">
       <cbc:CustomizationID><xsl:value-of select="$customization-id"/></cbc:CustomizationID>
       <xsl:apply-templates select="BusinessProcessType"/>
       <cbc:ID><xsl:value-of select="InvoiceNumber"/></cbc:ID>
       <cbc:IssueDate><xsl:value-of select="IssueDate"/></cbc:IssueDate>
-      <xsl:apply-templates select="PaymentDueDate"/>
-      <cbc:InvoiceTypeCode><xsl:value-of select="InvoiceTypeCode"/></cbc:InvoiceTypeCode>
+      <xsl:if test="$document = 'Invoice'"><xsl:apply-templates select="PaymentDueDate"/></xsl:if>
+      <xsl:element name="cbc:{$document}TypeCode"><xsl:value-of select="InvoiceTypeCode"/></xsl:element>
       <cbc:DocumentCurrencyCode><xsl:value-of select="CurrencyCode"/></cbc:DocumentCurrencyCode>
       <xsl:apply-templates select="BuyerReference"/>
       <xsl:apply-templates select="PurchaseOrderReference"/>
+      <xsl:apply-templates select="PrecedingInvoiceReference"/>
+      <xsl:apply-templates select="ContractReference"/>
+      <xsl:apply-templates select="AdditionalSupportingDocument"/>
       <cac:AccountingSupplierParty>
         <xsl:apply-templates select="Seller"/>
       </cac:AccountingSupplierParty>
@@ -61,7 +80,7 @@
       </cac:TaxTotal>
       <xsl:apply-templates select="DocumentTotals"/>
       <xsl:apply-templates select="InvoiceLine"/>
-    </Invoice>
+    </xsl:element>
   </xsl:template>
 
   <xsl:template match="BusinessProcessType">
@@ -78,6 +97,29 @@
 
   <xsl:template match="PurchaseOrderReference">
     <cac:OrderReference><cbc:ID><xsl:value-of select="."/></cbc:ID></cac:OrderReference>
+  </xsl:template>
+
+  <xsl:template match="PrecedingInvoiceReference">
+    <cac:BillingReference>
+      <cac:InvoiceDocumentReference>
+        <cbc:ID><xsl:value-of select="PrecedingInvoiceNumber"/></cbc:ID>
+        <xsl:for-each select="PrecedingInvoiceIssueDate"><cbc:IssueDate><xsl:value-of select="."/></cbc:IssueDate></xsl:for-each>
+      </cac:InvoiceDocumentReference>
+    </cac:BillingReference>
+  </xsl:template>
+
+  <xsl:template match="ContractReference">
+    <cac:ContractDocumentReference><cbc:ID><xsl:value-of select="."/></cbc:ID></cac:ContractDocumentReference>
+  </xsl:template>
+
+  <xsl:template match="AdditionalSupportingDocument">
+    <cac:AdditionalDocumentReference>
+      <cbc:ID><xsl:value-of select="SupportingDocumentReference"/></cbc:ID>
+      <xsl:for-each select="SupportingDocumentDescription"><cbc:DocumentDescription><xsl:value-of select="."/></cbc:DocumentDescription></xsl:for-each>
+      <cac:Attachment>
+        <cbc:EmbeddedDocumentBinaryObject mimeCode="{AttachedDocument/@mimeCode}" filename="{AttachedDocument/@filename}"><xsl:value-of select="AttachedDocument"/></cbc:EmbeddedDocumentBinaryObject>
+      </cac:Attachment>
+    </cac:AdditionalDocumentReference>
   </xsl:template>
 
   <xsl:template match="Seller | Buyer">
@@ -111,6 +153,9 @@
   <xsl:template match="PaymentInstructions">
     <cac:PaymentMeans>
       <cbc:PaymentMeansCode><xsl:value-of select="PaymentMeansTypeCode"/></cbc:PaymentMeansCode>
+      <xsl:if test="$document = 'CreditNote'">
+        <xsl:for-each select="../PaymentDueDate"><cbc:PaymentDueDate><xsl:value-of select="."/></cbc:PaymentDueDate></xsl:for-each>
+      </xsl:if>
       <xsl:for-each select="PaymentAccountIdentifier">
         <cac:PayeeFinancialAccount><cbc:ID><xsl:value-of select="."/></cbc:ID></cac:PayeeFinancialAccount>
       </xsl:for-each>
@@ -121,8 +166,11 @@
   <xsl:template name="tax-category">
     <xsl:param name="code" as="xs:string"/>
     <xsl:param name="rate" as="xs:string?"/>
+    <xsl:param name="exemption" as="element()*" select="()"/>
     <cbc:ID><xsl:value-of select="$code"/></cbc:ID>
     <xsl:if test="$code ne 'O'"><cbc:Percent><xsl:value-of select="$rate"/></cbc:Percent></xsl:if>
+    <xsl:for-each select="$exemption[self::VatExemptionReasonCode]"><cbc:TaxExemptionReasonCode><xsl:value-of select="."/></cbc:TaxExemptionReasonCode></xsl:for-each>
+    <xsl:for-each select="$exemption[self::VatExemptionReasonText]"><cbc:TaxExemptionReason><xsl:value-of select="."/></cbc:TaxExemptionReason></xsl:for-each>
     <cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme>
   </xsl:template>
 
@@ -134,6 +182,7 @@
         <xsl:call-template name="tax-category">
           <xsl:with-param name="code" select="string(VatCategoryCode)"/>
           <xsl:with-param name="rate" select="string(VatCategoryRate)"/>
+          <xsl:with-param name="exemption" select="VatExemptionReasonText | VatExemptionReasonCode"/>
         </xsl:call-template>
       </cac:TaxCategory>
     </cac:TaxSubtotal>
@@ -149,9 +198,13 @@
   </xsl:template>
 
   <xsl:template match="InvoiceLine">
-    <cac:InvoiceLine>
+    <xsl:variable name="quantity" select="if ($document = 'CreditNote') then 'CreditedQuantity' else 'InvoicedQuantity'"/>
+    <xsl:element name="cac:{$document}Line">
       <cbc:ID><xsl:value-of select="InvoiceLineIdentifier"/></cbc:ID>
-      <cbc:InvoicedQuantity unitCode="{InvoicedQuantityUnitOfMeasureCode}"><xsl:value-of select="InvoicedQuantity"/></cbc:InvoicedQuantity>
+      <xsl:element name="cbc:{$quantity}">
+        <xsl:attribute name="unitCode" select="InvoicedQuantityUnitOfMeasureCode"/>
+        <xsl:value-of select="InvoicedQuantity"/>
+      </xsl:element>
       <cbc:LineExtensionAmount currencyID="{$currency}"><xsl:value-of select="InvoiceLineNetAmount"/></cbc:LineExtensionAmount>
       <cac:Item>
         <cbc:Name><xsl:value-of select="ItemName"/></cbc:Name>
@@ -165,6 +218,6 @@
       <cac:Price>
         <cbc:PriceAmount currencyID="{$currency}"><xsl:value-of select="ItemNetPrice"/></cbc:PriceAmount>
       </cac:Price>
-    </cac:InvoiceLine>
+    </xsl:element>
   </xsl:template>
 </xsl:stylesheet>

@@ -6,6 +6,7 @@ from ../shared/corpus (DOMAIN.md §4); tests that need them skip when it is abse
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import io
@@ -138,6 +139,43 @@ def test_sample_cii_passes_validation_and_the_en16931_schematron(tmp_path: Path,
         assert validate_invoice(payload) == [], invoice.number
         failures = failed_asserts(schematron, payload)
         assert [f for f in failures if f[1] == "fatal"] == [], (invoice.number, failures)
+
+
+@pytest.mark.parametrize("type_code", ["380", "381"])
+def test_every_chorus_term_reaches_the_cii_and_passes_en16931(
+    type_code: str, tmp_path: Path, schematron: PyXsltExecutable
+) -> None:
+    """Contract (BT-12), preceding invoice (BG-3), attachments (BG-24) and exemption reasons
+    (BT-120/121) of the fullest edge invoice, as an invoice and as a credit note."""
+    from test_mapping import EDGE_ROWS, INVOICE_PDF, TIMESHEET, write_csv
+
+    path = write_csv(tmp_path / "edge.csv", EDGE_ROWS[:6])
+    (tmp_path / "attachments").mkdir()
+    (tmp_path / "attachments" / "E-FULL-1.pdf").write_bytes(INVOICE_PDF)
+    (tmp_path / "attachments" / "releve-heures.csv").write_bytes(TIMESHEET)
+    [invoice] = list(read_csv_export(path, CsvOptions()))
+    assert isinstance(invoice, ExportedInvoice), invoice
+    invoice = dataclasses.replace(invoice, type_code=type_code)
+    payload = cii(invoice)
+    assert validate_invoice(payload) == []
+    assert [f for f in failed_asserts(schematron, payload) if f[1] == "fatal"] == []
+    root = etree.fromstring(payload)
+    agreement = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement"
+    settlement = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement"
+    assert root.xpath("string(rsm:ExchangedDocument/ram:TypeCode)", namespaces=NS) == type_code
+    assert root.xpath(f"string({agreement}/ram:ContractReferencedDocument/ram:IssuerAssignedID)",
+                      namespaces=NS) == "MARCHE-2026-17"
+    preceding = root.xpath(f"{settlement}/ram:InvoiceReferencedDocument", namespaces=NS)[0]
+    assert preceding.xpath("string(ram:IssuerAssignedID)", namespaces=NS) == "F-2026-0999"
+    assert preceding.xpath("string(ram:FormattedIssueDateTime/*)", namespaces=NS) == "20260930"
+    documents = root.xpath(f"{agreement}/ram:AdditionalReferencedDocument/ram:AttachmentBinaryObject", namespaces=NS)
+    assert [(d.get("filename"), d.get("mimeCode"), base64.b64decode(d.text)) for d in documents] == [
+        ("E-FULL-1.pdf", "application/pdf", INVOICE_PDF),
+        ("releve-heures.csv", "text/csv", TIMESHEET),
+    ]
+    exempt = root.xpath(f"{settlement}/ram:ApplicableTradeTax[ram:CategoryCode='E']", namespaces=NS)[0]
+    assert exempt.xpath("string(ram:ExemptionReason)", namespaces=NS) == "Exonération, article 261-4-4° du CGI"
+    assert exempt.xpath("string(ram:ExemptionReasonCode)", namespaces=NS) == "VATEX-EU-132"
 
 
 def test_cii_document_header_carries_the_chorus_data(tmp_path: Path) -> None:

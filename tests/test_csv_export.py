@@ -53,6 +53,17 @@ COLUMNS = (
     "unit_price",
     "vat_category",
     "vat_rate",
+    "vat_exemption_reason",
+    "vat_exemption_code",
+    "payment_means",
+    "iban",
+    "preceding_invoice",
+    "preceding_invoice_date",
+    "invoice_pdf",
+    "attachments",
+    "total_without_vat",
+    "total_vat",
+    "total_with_vat",
 )
 
 
@@ -345,7 +356,70 @@ INVOICE_ERRORS = {
     "rate 0 in the standard category": ({}, {"vat_rate": "0"}, [(4, "vat_rate")]),
     "header field differs between rows": ({}, {"buyer_name": "Commune de Démonstration"}, [(4, "buyer_name")]),
     "two problems on two rows": ({"quantity": "x"}, {"issue_date": "2026-11-03"}, [(4, "issue_date"), (3, "quantity")]),
+    "number with underscores": ({"quantity": "1_000"}, {}, [(3, "quantity")]),
+    "number with an exponent": ({}, {"unit_price": "1E3"}, [(4, "unit_price")]),
+    "IBAN without payment means": (*[{"iban": "FR7630006000011234567890189"}] * 2, [(3, "payment_means")]),
+    "not a payment means code": (*[{"payment_means": "virement"}] * 2, [(3, "payment_means")]),
+    "ERP total differs by a cent": (*[{"total_with_vat": "19.93"}] * 2, [(3, "total_with_vat")]),
+    "ERP total not a number": (*[{"total_vat": "3,32"}] * 2, [(3, "total_vat")]),
+    "preceding invoice date alone": (*[{"preceding_invoice_date": "2026-10-01"}] * 2, [(3, "preceding_invoice")]),
+    "exempt category without reason": ({"vat_category": "E", "vat_rate": "0"}, {}, [(3, "vat_exemption_reason")]),
+    "exemption reason on category S": ({}, {"vat_exemption_reason": "Exonéré"}, [(4, "vat_exemption_reason")]),
+    "two reasons in one VAT breakdown": (
+        {"vat_category": "E", "vat_rate": "0", "vat_exemption_reason": "Article 261"},
+        {"vat_category": "E", "vat_rate": "0", "vat_exemption_reason": "Article 262"},
+        [(4, "vat_exemption_reason")],
+    ),
+    "not a VATEX code": ({"vat_category": "E", "vat_rate": "0", "vat_exemption_code": "261"}, {},
+                         [(3, "vat_exemption_code")]),
+    "attachment absent": (*[{"attachments": "absent.pdf"}] * 2, [(3, "attachments")]),
+    "attachment outside its directory": (*[{"invoice_pdf": "../secret.pdf"}] * 2, [(3, "invoice_pdf")]),
+    "attachment name over 50 characters": (*[{"attachments": "x" * 47 + ".pdf"}] * 2, [(3, "attachments")]),
+    "attachment extension refused": (*[{"attachments": "bon.exe"}] * 2, [(3, "attachments")]),
+    "invoice PDF that is not a PDF": (*[{"invoice_pdf": "facture.png"}] * 2, [(3, "invoice_pdf")]),
 }
+
+
+def test_an_erp_total_that_differs_names_both_values(tmp_path: Path) -> None:
+    """2 × (2 × 4.15) at 20 %: 16.60 + 3.32 = 19.92; the ERP says 19.93."""
+    export = tmp_path / "export.csv"
+    export.write_text(csv_text(*(row("F-1", line_id=n, total_with_vat="19.93", total_vat="3.32",
+                                     total_without_vat="16.60") for n in "12")), "utf-8")
+    [rejected] = read_all(export)
+    assert isinstance(rejected, RejectedRecord)
+    [error] = rejected.errors
+    assert error.message == (
+        "export.csv, line 2, field 'total_with_vat': the ERP's total 19.93 differs from the computed 19.92 "
+        "(lines rounded to the cent, EN 16931 BR-CO-15)"
+    )
+    export.write_text(export.read_text("utf-8").replace("19.93", "19.92"), "utf-8")
+    [invoice] = read_all(export)
+    assert isinstance(invoice, ExportedInvoice)
+
+
+def test_attachments_are_read_from_the_attachments_directory_beside_the_export(tmp_path: Path) -> None:
+    (tmp_path / "attachments").mkdir()
+    (tmp_path / "attachments" / "F-1.pdf").write_bytes(b"%PDF-1.7 facture")
+    (tmp_path / "attachments" / "bon de livraison.png").write_bytes(b"\x89PNG bon")
+    (tmp_path / "attachments" / "vide.csv").write_bytes(b"")
+    export = tmp_path / "export.csv"
+    files = {"invoice_pdf": "F-1.pdf", "attachments": "bon de livraison.png | F-1.pdf"}
+    export.write_text(csv_text(row("F-1", **files), row("F-2", attachments="vide.csv"),
+                               row("F-3", invoice_pdf="F-1.pdf")), "utf-8")
+    twice, empty, good = read_all(export)
+    assert isinstance(twice, RejectedRecord) and [e.reason for e in twice.errors] == ["'F-1.pdf' is attached twice"]
+    assert isinstance(empty, RejectedRecord) and "'vide.csv' is empty" in empty.errors[0].reason
+    assert isinstance(good, ExportedInvoice)
+    [pdf] = good.attachments
+    assert (pdf.name, pdf.mime_type, pdf.content, pdf.role) == ("F-1.pdf", "application/pdf", b"%PDF-1.7 facture",
+                                                                "invoice")
+    # Another directory can be named, as a channel or `gateway map --attachments` does.
+    elsewhere = tmp_path / "pj"
+    elsewhere.mkdir()
+    (elsewhere / "F-1.pdf").write_bytes(b"%PDF-1.7 ailleurs")
+    export.write_text(csv_text(row("F-3", invoice_pdf="F-1.pdf")), "utf-8")
+    [moved] = list(read_csv_export(export, CsvOptions(), attachment_dir=elsewhere))
+    assert isinstance(moved, ExportedInvoice) and moved.attachments[0].content == b"%PDF-1.7 ailleurs"
 
 
 @pytest.mark.parametrize(("first", "second", "expected"), INVOICE_ERRORS.values(), ids=INVOICE_ERRORS.keys())

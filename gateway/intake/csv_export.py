@@ -40,6 +40,7 @@ from gateway.intake.records import (
     RejectedRecord,
     SourceRow,
     assemble,
+    default_attachment_dir,
 )
 
 #: Columns a CSV header must name.
@@ -99,13 +100,19 @@ class _Group:
     text: list[str]
 
 
-def read_csv_export(path: Path, options: CsvOptions) -> Iterator[ExportedInvoice | RejectedRecord]:
+def read_csv_export(
+    path: Path, options: CsvOptions, attachment_dir: Path | None = None
+) -> Iterator[ExportedInvoice | RejectedRecord]:
     """Yield the invoices of one export in file order.
 
     Raises ``InputError`` when the file cannot be read as a whole; the caller must
     then drop whatever it already took from this file.
     """
-    read = ReadOptions(decimal=options.decimal, date_format=options.date_format)
+    read = ReadOptions(
+        decimal=options.decimal,
+        date_format=options.date_format,
+        attachment_dir=attachment_dir or default_attachment_dir(path),
+    )
     with path.open("rb") as handle:
         lines = _Lines(handle, path.name, options.encoding)
         reader = csv.reader(lines, delimiter=options.delimiter, strict=True)

@@ -25,21 +25,21 @@ from gateway.intake.records import (
     RejectedRecord,
     SourceRow,
     assemble,
+    default_attachment_dir,
 )
 
-_OPTIONS = ReadOptions(decimal=".", date_format="%Y-%m-%d")
-
-
-def read_jsonl_export(path: Path) -> Iterator[ExportedInvoice | RejectedRecord]:
+def read_jsonl_export(path: Path, attachment_dir: Path | None = None) -> Iterator[ExportedInvoice | RejectedRecord]:
     """Yield the invoice of each non-blank line, in file order."""
+    options = ReadOptions(decimal=".", date_format="%Y-%m-%d",
+                          attachment_dir=attachment_dir or default_attachment_dir(path))
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            yield _invoice(path.name, number, raw)
+            yield _invoice(path.name, number, raw, options)
 
 
-def _invoice(file: str, line: int, raw: bytes) -> ExportedInvoice | RejectedRecord:
+def _invoice(file: str, line: int, raw: bytes, options: ReadOptions) -> ExportedInvoice | RejectedRecord:
     def rejected(message: str, field: str | None = None, data: dict[str, Any] | None = None) -> RejectedRecord:
         data = data or {}
         return RejectedRecord(
@@ -78,7 +78,7 @@ def _invoice(file: str, line: int, raw: bytes) -> ExportedInvoice | RejectedReco
                 return rejected("unknown key (misspelt? the keys are listed in docs/inputs.md)", prefix + key, data)
         values = {**header, **{key: _scalar(value) for key, value in item.items()}}
         rows.append(SourceRow(line, values, prefix))
-    return assemble(file, rows, text, _OPTIONS)
+    return assemble(file, rows, text, options)
 
 
 def _scalar(value: Any) -> str:

@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
+from gateway.amounts import compute_totals
 from gateway.errors import InputError
 
 #: Fields that describe the invoice as a whole (repeated on each CSV row, and equal).
@@ -24,6 +26,7 @@ HEADER_FIELDS = (
     "due_date",  # BT-9
     "service_code",  # BT-10 (Chorus Pro "code service")
     "commitment_number",  # BT-13 (Chorus Pro "numéro d'engagement")
+    "contract_reference",  # BT-12 (Chorus Pro "numéro de marché")
     "cadre",  # BT-23 (Chorus Pro "cadre de facturation"): A1, A2, A9, …
     "supplier_siret",  # BT-29/BT-30, scheme 0009
     "supplier_name",  # BT-27
@@ -34,12 +37,20 @@ HEADER_FIELDS = (
     "supplier_country",  # BT-40
     "buyer_siret",  # BT-46/BT-47, scheme 0009
     "buyer_name",  # BT-44
+    "buyer_vat",  # BT-48
     "buyer_street",  # BT-50
     "buyer_city",  # BT-52
     "buyer_postcode",  # BT-53
     "buyer_country",  # BT-55
     "payment_means",  # BT-81
     "iban",  # BT-84
+    "preceding_invoice",  # BT-25: the invoice a credit note corrects
+    "preceding_invoice_date",  # BT-26
+    "invoice_pdf",  # BG-24: the ERP's PDF of this invoice (a file name)
+    "attachments",  # BG-24: supporting documents, file names separated by "|"
+    "total_without_vat",  # BT-109 as the ERP computed it, checked to the cent
+    "total_vat",  # BT-110, likewise
+    "total_with_vat",  # BT-112, likewise
 )
 #: Fields of one invoice line.
 LINE_FIELDS = (
@@ -50,6 +61,8 @@ LINE_FIELDS = (
     "unit_price",  # BT-146
     "vat_category",  # BT-151
     "vat_rate",  # BT-152
+    "vat_exemption_reason",  # BT-120, for categories E, AE, K, G, O
+    "vat_exemption_code",  # BT-121 (VATEX list), likewise
 )
 ALL_FIELDS = HEADER_FIELDS + LINE_FIELDS
 #: Fields without which no invoice can be built (a CSV header must name them all).
@@ -93,7 +106,33 @@ _MAX_DIGITS = 19
 _MAX_DECIMALS = 6
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+#: What a number looks like in an export: digits, one optional decimal separator, an
+#: optional leading sign. ``1_000``, ``1E3`` or ``Infinity``, which Decimal would take,
+#: are refused: an ERP never means them, and a typo must not become an amount.
+_PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 _CADRE = re.compile(r"^A([1-9]|1[0-9]|2[0-5])$")
+#: UNTDID 4461 payment means codes are numbers of one or two digits (ZZZ: mutually defined).
+_PAYMENT_MEANS = re.compile(r"^([0-9]{1,2}|ZZZ)$")
+#: Categories whose VAT breakdown must say why no VAT is due (EN 16931 BR-E-10,
+#: BR-AE-10, BR-IC-10, BR-G-10, BR-O-10); the others must not (BR-S-10, BR-Z-10…).
+EXEMPT_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
+#: What an attachment may be: the MIME codes EN 16931 allows for an embedded document
+#: (BR-CL-24), which Chorus Pro's extension allow-list also takes (DOMAIN.md §1).
+ATTACHMENT_TYPES = {
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
+}
+#: DOMAIN.md §1: names ≤ 50 characters, each file < 10 MB, invoice + attachments ≤ 120 MB.
+MAX_ATTACHMENT_NAME = 50
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS_TOTAL_BYTES = 120 * 1024 * 1024
+#: Separates the file names of the ``attachments`` field.
+ATTACHMENT_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
@@ -102,6 +141,28 @@ class ReadOptions:
 
     decimal: str = "."
     date_format: str = "%Y-%m-%d"
+    #: Where the files named by ``invoice_pdf`` and ``attachments`` are read from;
+    #: None refuses any attachment (nothing says where to find it).
+    attachment_dir: Path | None = None
+
+
+def default_attachment_dir(export: Path) -> Path:
+    """Where an export's attachments are by default: ``attachments/`` beside it.
+
+    A subdirectory, so that a watched directory never takes a PDF for an export.
+    """
+    return export.parent / "attachments"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A document sent with the invoice (BG-24), read at intake."""
+
+    name: str  # BT-125 filename, also BT-122
+    mime_type: str
+    content: bytes
+    #: "invoice" for the ERP's PDF of the invoice itself, "supporting" otherwise.
+    role: str = "supporting"
 
 
 @dataclass(frozen=True)
@@ -114,6 +175,8 @@ class InvoiceLine:
     vat_category: str
     vat_rate: Decimal
     source_line: int
+    vat_exemption_reason: str | None = None
+    vat_exemption_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +212,10 @@ class ExportedInvoice:
     cadre: str = "A1"
     payment_means: str | None = None
     iban: str | None = None
+    contract_reference: str | None = None
+    preceding_invoice: str | None = None
+    preceding_invoice_date: date | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def supplier_siret(self) -> str:
@@ -210,8 +277,8 @@ class _Collector:
             return None
         return value
 
-    def number(self, row: SourceRow, name: str, label: str) -> Decimal | None:
-        text = self.text(row, name, required=True, label=label)
+    def number(self, row: SourceRow, name: str, label: str, *, required: bool = True) -> Decimal | None:
+        text = self.text(row, name, required=required, label=label)
         if text is None:
             return None
         decimal = self.options.decimal
@@ -219,10 +286,13 @@ class _Collector:
         if other in text:
             self.fail(f"{text!r} is not a number with decimal separator {decimal!r}", row, label)
             return None
-        try:
-            value = Decimal(text.replace(decimal, "."))
-        except InvalidOperation:
-            value = None
+        plain = text.replace(decimal, ".")
+        value = None
+        if _PLAIN_NUMBER.match(plain):
+            try:
+                value = Decimal(plain)
+            except InvalidOperation:
+                value = None
         if value is None or not value.is_finite():
             self.fail(f"{text!r} is not a number", row, label)
             return None
@@ -278,6 +348,15 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
     currency = check.code(first, "currency", _CURRENCY)
     cadre = check.code(first, "cadre", _CADRE)
     lines = [_line(check, row, position) for position, row in enumerate(rows, start=1)]
+    payment_means = _payment_means(check, first)
+    preceding_invoice = check.text(first, "preceding_invoice")
+    preceding_invoice_date = check.date(first, "preceding_invoice_date", required=False)
+    if preceding_invoice_date is not None and preceding_invoice is None:
+        check.fail("a preceding invoice date needs the preceding invoice's number", first, "preceding_invoice")
+    attachments = _attachments(check, first)
+    if None not in lines:
+        _check_exemption_reasons(check, rows, lines)
+        _check_stated_totals(check, first, [line for line in lines if line is not None])
     rejected = check.errors or None in lines
     if rejected or number is None or supplier is None or buyer is None or issue_date is None:
         return RejectedRecord(
@@ -303,9 +382,125 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
         service_code=check.text(first, "service_code"),
         commitment_number=check.text(first, "commitment_number"),
         cadre=cadre,
-        payment_means=check.text(first, "payment_means"),
+        payment_means=payment_means,
         iban=(check.text(first, "iban") or "").replace(" ", "") or None,
+        contract_reference=check.text(first, "contract_reference"),
+        preceding_invoice=preceding_invoice,
+        preceding_invoice_date=preceding_invoice_date,
+        attachments=attachments,
     )
+
+
+def _payment_means(check: _Collector, row: SourceRow) -> str | None:
+    means = check.text(row, "payment_means")
+    if means is not None and not _PAYMENT_MEANS.match(means):
+        check.fail(f"{means!r} is not a UNTDID 4461 payment means code (e.g. 30, 31, 42, 58)", row, "payment_means")
+    if means is None and check.text(row, "iban"):
+        # Without a payment means EN 16931 has no place for the account (BG-16/BG-17):
+        # the IBAN would vanish from the invoice.
+        check.fail("an IBAN is given without a payment means; set payment_means (30 credit transfer, "
+                   "58 SEPA credit transfer, …) or clear iban", row, "payment_means")
+    return means
+
+
+def _attachments(check: _Collector, row: SourceRow) -> tuple[Attachment, ...]:
+    """The files named by ``invoice_pdf`` and ``attachments``, read and checked."""
+    wanted = [(name, "invoice", "invoice_pdf") for name in [check.text(row, "invoice_pdf")] if name]
+    listed = check.text(row, "attachments") or ""
+    wanted += [(name.strip(), "supporting", "attachments") for name in listed.split(ATTACHMENT_SEPARATOR)
+               if name.strip()]
+    found: list[Attachment] = []
+    total = 0
+    for name, role, field_name in wanted:
+        attachment = _attachment(check, row, name, role, field_name)
+        if attachment is not None:
+            found.append(attachment)
+            total += len(attachment.content)
+    if total > MAX_ATTACHMENTS_TOTAL_BYTES:
+        check.fail(f"the attachments weigh {total} bytes together, over Chorus Pro's limit of "
+                   f"{MAX_ATTACHMENTS_TOTAL_BYTES} bytes per invoice", row, "attachments")
+    names = [attachment.name for attachment in found]
+    for name in sorted({name for name in names if names.count(name) > 1}):
+        check.fail(f"{name!r} is attached twice", row, "attachments")
+    return tuple(found)
+
+
+def _attachment(check: _Collector, row: SourceRow, name: str, role: str, field_name: str) -> Attachment | None:
+    directory = check.options.attachment_dir
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    problem = None
+    if "/" in name or "\\" in name or name in (".", ".."):
+        problem = "must be a plain file name, without a directory"
+    elif len(name) > MAX_ATTACHMENT_NAME:
+        problem = f"is {len(name)} characters long; Chorus Pro takes at most {MAX_ATTACHMENT_NAME}"
+    elif extension not in ATTACHMENT_TYPES:
+        problem = f"has no accepted extension ({', '.join(sorted(ATTACHMENT_TYPES))})"
+    elif role == "invoice" and extension != "pdf":
+        problem = "must be a PDF"
+    elif directory is None:
+        problem = "cannot be read: this input has no attachment directory"
+    if problem is None:
+        assert directory is not None
+        path = directory / name
+        try:
+            size = path.stat().st_size
+            if size >= MAX_ATTACHMENT_BYTES:
+                problem = f"weighs {size} bytes; Chorus Pro takes less than {MAX_ATTACHMENT_BYTES} per file"
+            elif size == 0:
+                problem = "is empty"
+            else:
+                return Attachment(name, ATTACHMENT_TYPES[extension], path.read_bytes(), role)
+        except FileNotFoundError:
+            problem = f"is not in {directory}"
+        except OSError as exc:
+            problem = f"cannot be read from {directory}: {exc.strerror}"
+    check.fail(f"attachment {name!r} {problem}", row, field_name)
+    return None
+
+
+def _check_exemption_reasons(check: _Collector, rows: list[SourceRow], lines: list[InvoiceLine | None]) -> None:
+    """One exemption reason per VAT breakdown, present exactly where EN 16931 wants one."""
+    seen: dict[tuple[str, Decimal], tuple[str | None, str | None, SourceRow]] = {}
+    for row, line in zip(rows, lines, strict=True):
+        if line is None:
+            continue
+        label = row.prefix + "vat_exemption_reason"
+        reason = (line.vat_exemption_reason, line.vat_exemption_code)
+        if line.vat_category in EXEMPT_CATEGORIES and reason == (None, None):
+            check.fail(f"VAT category {line.vat_category} needs an exemption reason (BT-120) or a VATEX code "
+                       f"in vat_exemption_code (BT-121) (EN 16931 BR-{_RULE_PREFIX[line.vat_category]}-10)",
+                       row, label)
+        elif line.vat_category not in EXEMPT_CATEGORIES and reason != (None, None):
+            check.fail(f"VAT category {line.vat_category} takes no exemption reason (EN 16931 "
+                       f"BR-{_RULE_PREFIX.get(line.vat_category, line.vat_category)}-10)", row, label)
+        key = (line.vat_category, line.vat_rate.normalize())
+        if key in seen and seen[key][:2] != reason and line.vat_category in EXEMPT_CATEGORIES:
+            check.fail(f"exemption reason {reason[0] or reason[1]!r} differs from "
+                       f"{seen[key][0] or seen[key][1]!r} on {_where(seen[key][2])} for the same VAT category "
+                       "and rate: EN 16931 has one reason per VAT breakdown", row, label)
+        seen.setdefault(key, (*reason, row))
+
+
+_RULE_PREFIX = {"E": "E", "AE": "AE", "K": "IC", "G": "G", "O": "O", "S": "S", "Z": "Z", "L": "AF", "M": "AG"}
+
+
+def _where(row: SourceRow) -> str:
+    return row.xpath or f"line {row.line}"
+
+
+def _check_stated_totals(check: _Collector, row: SourceRow, lines: list[InvoiceLine]) -> None:
+    """The ERP's own totals, when it gives them, must be those EN 16931 computes."""
+    totals = compute_totals(lines)
+    computed = {
+        "total_without_vat": (totals.total_without_vat, "BR-CO-13"),
+        "total_vat": (totals.total_vat, "BR-CO-14"),
+        "total_with_vat": (totals.total_with_vat, "BR-CO-15"),
+    }
+    for name, (value, rule) in computed.items():
+        stated = check.number(row, name, name, required=False)
+        if stated is not None and stated != value:
+            check.fail(f"the ERP's total {stated} differs from the computed {value} (lines rounded to the cent, "
+                       f"EN 16931 {rule})", row, name)
 
 
 def _party(check: _Collector, row: SourceRow, role: str) -> Party | None:
@@ -333,6 +528,10 @@ def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | Non
     unit_price = check.number(row, "unit_price", label["unit_price"])
     rate = check.number(row, "vat_rate", label["vat_rate"])
     category = check.code(row, "vat_category", VAT_CATEGORIES, label["vat_category"])
+    exemption_code = check.text(row, "vat_exemption_code")
+    if exemption_code is not None and not exemption_code.upper().startswith("VATEX-"):
+        check.fail(f"{exemption_code!r} is not a VATEX code (e.g. VATEX-EU-132, VATEX-FR-FRANCHISE)", row,
+                   label["vat_exemption_code"])
     if unit_price is not None and unit_price < 0:
         check.fail(f"{row.values['unit_price']!r}: a unit price cannot be negative (EN 16931 BR-27)", row,
                    label["unit_price"])
@@ -354,4 +553,6 @@ def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | Non
         vat_category=category,
         vat_rate=rate,
         source_line=row.line,
+        vat_exemption_reason=check.text(row, "vat_exemption_reason"),
+        vat_exemption_code=exemption_code.upper() if exemption_code else None,
     )

@@ -17,11 +17,22 @@ from gateway.resources import mapping_path
 STYLESHEETS = {Syntax.UBL: "canonical-to-ubl.xsl", Syntax.CII: "canonical-to-cii.xsl"}
 
 
-def map_invoice(invoice: ExportedInvoice, syntax: Syntax = Syntax.UBL) -> bytes:
-    """The document of ``invoice`` in ``syntax``, ready for validation."""
+def output_extension(syntax: Syntax) -> str:
+    """The file extension of one mapped invoice in ``syntax`` (Factur-X is a PDF)."""
+    return "pdf" if syntax.value == "facturx" else "xml"
+
+
+def map_invoice(invoice: ExportedInvoice, syntax: Syntax = Syntax.UBL, *, credit_note_as_invoice: bool = False) -> bytes:
+    """The document of ``invoice`` in ``syntax``, ready for validation.
+
+    ``credit_note_as_invoice``: write a UBL credit note (381) as an Invoice of type 381
+    instead of a CreditNote, for a partner that wants it so (``[partners.X]``).
+    """
     canonical = to_canonical(invoice)
     parameters = {"interface-code": FLOW_KINDS[syntax].interface_code}
+    if syntax is Syntax.UBL:
+        parameters["credit-note-document"] = "Invoice" if credit_note_as_invoice else "CreditNote"
     return transform(mapping_path(STYLESHEETS[syntax]), canonical, parameters)
 
 
-__all__ = ["STYLESHEETS", "Totals", "compute_totals", "map_invoice", "to_canonical"]
+__all__ = ["STYLESHEETS", "output_extension", "Totals", "compute_totals", "map_invoice", "to_canonical"]

@@ -9,62 +9,17 @@ Pure: an invoice in, XML bytes out.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+import base64
+from decimal import Decimal
 
 from lxml import etree
 
-from gateway.intake.csv_export import ExportedInvoice, InvoiceLine, Party
+from gateway.amounts import Totals, VatBreakdown, cents, compute_totals, line_net_amount
+from gateway.intake.records import ExportedInvoice, Party
 
 NAMESPACE = "urn:chorus-gateway:canonical-invoice:1"
-_CENT = Decimal("0.01")
 
-
-def cents(value: Decimal) -> Decimal:
-    """Round half up to two decimals, as EN 16931 amounts are written.
-
-    >>> cents(Decimal("2.675")), cents(Decimal("-1.005"))
-    (Decimal('2.68'), Decimal('-1.01'))
-    """
-    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class VatBreakdown:
-    category: str
-    rate: Decimal
-    taxable_amount: Decimal
-    tax_amount: Decimal
-
-
-@dataclass(frozen=True)
-class Totals:
-    sum_of_line_net: Decimal  # BT-106
-    total_without_vat: Decimal  # BT-109
-    total_vat: Decimal  # BT-110
-    total_with_vat: Decimal  # BT-112
-    amount_due: Decimal  # BT-115
-    breakdown: tuple[VatBreakdown, ...]  # BG-23
-
-
-def line_net_amount(line: InvoiceLine) -> Decimal:
-    """BT-131 = quantity × net price, rounded to the cent."""
-    return cents(line.quantity * line.unit_price)
-
-
-def compute_totals(lines: tuple[InvoiceLine, ...]) -> Totals:
-    """VAT breakdown per (category, rate) and the document totals (BR-CO-10…16)."""
-    taxable: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
-    for line in lines:
-        taxable[(line.vat_category, line.vat_rate.normalize())] += line_net_amount(line)
-    breakdown = tuple(
-        VatBreakdown(category, rate, amount, cents(amount * rate / 100))
-        for (category, rate), amount in sorted(taxable.items(), key=lambda item: (item[0][0], item[0][1]))
-    )
-    net = sum((line_net_amount(line) for line in lines), Decimal("0.00"))
-    vat = sum((b.tax_amount for b in breakdown), Decimal("0.00"))
-    return Totals(net, net, vat, net + vat, net + vat, breakdown)
+__all__ = ["NAMESPACE", "Totals", "VatBreakdown", "cents", "compute_totals", "line_net_amount", "to_canonical"]
 
 
 def _amount(value: Decimal) -> str:
@@ -114,7 +69,22 @@ def to_canonical(invoice: ExportedInvoice) -> bytes:
     b.add(root, "PaymentDueDate", invoice.due_date.isoformat() if invoice.due_date else None)
     b.add(root, "BuyerReference", invoice.service_code)
     b.add(root, "PurchaseOrderReference", invoice.commitment_number)
+    b.add(root, "ContractReference", invoice.contract_reference)
     b.add(root, "BusinessProcessType", invoice.cadre)
+    if invoice.preceding_invoice:
+        preceding = b.group(root, "PrecedingInvoiceReference")
+        b.add(preceding, "PrecedingInvoiceNumber", invoice.preceding_invoice)
+        b.add(preceding, "PrecedingInvoiceIssueDate",
+              invoice.preceding_invoice_date.isoformat() if invoice.preceding_invoice_date else None)
+    for attachment in invoice.attachments:
+        document = b.group(root, "AdditionalSupportingDocument")
+        document.set("role", attachment.role)
+        b.add(document, "SupportingDocumentReference", attachment.name)
+        b.add(document, "SupportingDocumentDescription", "Facture" if attachment.role == "invoice" else None)
+        b.add(document, "AttachedDocument", base64.b64encode(attachment.content).decode("ascii"))
+        attached = document[-1]
+        attached.set("mimeCode", attachment.mime_type)
+        attached.set("filename", attachment.name)
     b.party(root, "Seller", invoice.supplier)
     b.party(root, "Buyer", invoice.buyer)
     if invoice.payment_means:
@@ -133,6 +103,8 @@ def to_canonical(invoice: ExportedInvoice) -> bytes:
         b.add(vat, "VatCategoryTaxAmount", _amount(entry.tax_amount))
         b.add(vat, "VatCategoryCode", entry.category)
         b.add(vat, "VatCategoryRate", _number(entry.rate))
+        b.add(vat, "VatExemptionReasonText", entry.exemption_reason)
+        b.add(vat, "VatExemptionReasonCode", entry.exemption_code)
     for line in invoice.lines:
         element = b.group(root, "InvoiceLine")
         b.add(element, "InvoiceLineIdentifier", line.line_id)
