@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gateway.domain import Syntax
-from gateway.errors import ConfigError
-from gateway.intake.readers import INPUT_FORMATS
+from gateway.domain import CHANNEL_SYNTAXES, Syntax
+from gateway.errors import ConfigError, MappingError
+from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
+from gateway.mapping.xslt import check_stylesheet
 
 ENV_CONFIG = "GATEWAY_CONFIG"
 ENV_DATABASE_URL = "GATEWAY_DATABASE_URL"
@@ -51,6 +52,8 @@ class Channel:
     input_format: str = "csv"
     syntax: Syntax = Syntax.UBL
     csv: CsvSettings = field(default_factory=CsvSettings)
+    #: The channel's own XSLT to export records (``input_format = "xslt"``), absolute.
+    input_stylesheet: Path | None = None
     #: A file younger than this is left alone: the ERP may still be writing it.
     settle_seconds: float = 2.0
 
@@ -71,6 +74,8 @@ class Partner:
     max_invoices_per_flow: int = 500
     max_flow_bytes: int = 1_000_000_000
     max_attempts: int = 5
+    #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote.
+    credit_note_as_invoice: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,7 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
 
     sandbox = _sandbox(top.table("sandbox"), data)
     partners = _partners(top.table("partners"), data, sandbox)
-    channels = _channels(top.table("channels"), data, partners)
+    channels = _channels(top.table("channels"), data, partners, base)
     top.done()
     return Config(
         data_dir=data,
@@ -281,6 +286,7 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
         max_invoices_per_flow=_positive(section, "max_invoices_per_flow", 500),
         max_flow_bytes=_positive(section, "max_flow_bytes", 1_000_000_000),
         max_attempts=_positive(section, "max_attempts", 5),
+        credit_note_as_invoice=section.get("credit_note_as_invoice", bool, False),
     )
     section.done()
     return partner
@@ -298,28 +304,32 @@ def _check_template(template: str, key: str) -> None:
         raise ConfigError("must contain {flow_id}, or two flows would get the same name", key=key)
 
 
-def _channels(section: _Section, data: Path, partners: Mapping[str, Partner]) -> tuple[Channel, ...]:
+def _channels(section: _Section, data: Path, partners: Mapping[str, Partner], base: Path) -> tuple[Channel, ...]:
     if not section.data:
         first = next(iter(partners))
         return (Channel(name="erp", watch_dir=data / "inbox" / "erp", partner=first),)
     channels = []
     for name in section.data:
-        channels.append(_channel(section.table(name), name, data, partners))
+        channels.append(_channel(section.table(name), name, data, partners, base))
     section.done()
     return tuple(channels)
 
 
-def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Partner]) -> Channel:
+def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Partner], base: Path) -> Channel:
     watch_dir = section.get("watch_dir", str, f"inbox/{name}")
-    input_format = section.get("input_format", str, "csv")
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"must be one of {', '.join(INPUT_FORMATS)}", key=section.key("input_format"))
+    input_format, stylesheet = _input_format(section, base)
     syntax_name = section.get("syntax", str, "ubl")
     try:
         syntax = Syntax(syntax_name)
     except ValueError:
         choices = ", ".join(s.value for s in Syntax)
         raise ConfigError(f"must be one of {choices}", key=section.key("syntax")) from None
+    if syntax not in CHANNEL_SYNTAXES:
+        raise ConfigError(
+            f"{syntax.value} is produced by `gateway map` only in this version; a channel sends "
+            + ", ".join(s.value for s in CHANNEL_SYNTAXES),
+            key=section.key("syntax"),
+        )
     partner = section.get("partner", str, "")
     if partner not in partners:
         known = ", ".join(partners) or "none"
@@ -336,8 +346,42 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         input_format=input_format,
         syntax=syntax,
         csv=csv,
+        input_stylesheet=stylesheet,
         settle_seconds=float(settle),
     )
+
+
+def _input_format(section: _Section, base: Path) -> tuple[str, Path | None]:
+    """``input_format`` and, for ``xslt``, the stylesheet (relative to the config file),
+    which must exist and compile."""
+    text = section.get("input_format", str, "csv")
+    given = section.get("input_stylesheet", str, None)
+    try:
+        input_format, stylesheet = resolve_input_format(text)
+    except ValueError:
+        if text != "xslt":
+            raise ConfigError(
+                f"must be one of {', '.join(INPUT_FORMATS)}, or the path of an .xsl stylesheet",
+                key=section.key("input_format"),
+            ) from None
+        input_format, stylesheet = "xslt", None
+    key = section.key("input_format" if stylesheet is not None else "input_stylesheet")
+    if stylesheet is not None and given is not None:
+        raise ConfigError("names a stylesheet, so input_stylesheet must be left out", key=key)
+    if input_format != "xslt":
+        if given is not None:
+            raise ConfigError('applies only with input_format = "xslt"', key=key)
+        return input_format, None
+    if stylesheet is None and given is None:
+        raise ConfigError('is required with input_format = "xslt": the path of your .xsl', key=key)
+    path = (base / (stylesheet or Path(given or ""))).resolve()
+    if not path.is_file():
+        raise ConfigError(f"the stylesheet {path} does not exist", key=key)
+    try:
+        check_stylesheet(path)
+    except MappingError as exc:
+        raise ConfigError(" ".join(exc.message.split()), key=key) from None
+    return "xslt", path
 
 
 def _csv(section: _Section) -> CsvSettings:
@@ -402,11 +446,12 @@ file_name_template = "{interface}_{partner_code}_{flow_id}.tar.gz"
 max_invoices_per_flow = 500    # Chorus Pro: at most 500 invoices per flow
 max_flow_bytes = 1000000000    # and 1 GB
 max_attempts = 5               # then the flow is failed and an alert is logged
+credit_note_as_invoice = false # UBL: a credit note (381) as Invoice/381 instead of CreditNote
 
 # A channel is a directory the ERP drops its exports into.
 [channels.erp]
 watch_dir = "inbox/erp"
-input_format = "csv"           # csv | jsonl, see docs/inputs.md
+input_format = "csv"           # csv | jsonl | idoc | path/to/your.xsl, see docs/inputs.md
 syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO1106A)
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone

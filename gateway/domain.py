@@ -14,6 +14,8 @@ class Syntax(enum.StrEnum):
 
     UBL = "ubl"  #: UBL 2.1 Invoice / CreditNote
     CII = "cii"  #: UN/CEFACT Cross Industry Invoice D16B
+    CPP = "cpp"  #: CPP Facture Mixte: minimal data + the invoice PDF (E2)
+    FACTURX = "facturx"  #: Factur-X EN 16931: the invoice PDF with its CII embedded (E2)
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,14 @@ class FlowKind:
 FLOW_KINDS: dict[Syntax, FlowKind] = {
     Syntax.UBL: FlowKind("FSO1100A", "IN_DP_E1_UBL_INVOICE"),
     Syntax.CII: FlowKind("FSO1106A", "IN_DP_E1_CII_16B"),
+    # DOMAIN.md §1: the sample carries FSO1113A; FSO1110A is the other code given [I].
+    Syntax.CPP: FlowKind("FSO1113A", "IN_DP_E2_CPP_FACTURE_MIN"),
+    Syntax.FACTURX: FlowKind("FSO1117A", "IN_DP_E2_CII_FACTURX"),
 }
+
+#: Syntaxes a channel can send today; the E2 ones are produced by ``gateway map`` only
+#: until packaging, validation and the sandbox take PDFs and CPP files (issues 4–5).
+CHANNEL_SYNTAXES = (Syntax.UBL, Syntax.CII)
 
 
 class SourceFileStatus(enum.StrEnum):

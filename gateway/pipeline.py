@@ -120,7 +120,7 @@ class Pipeline:
                 channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
             )
             held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
-            for record in read_export(path, channel.input_format, options):
+            for record in read_export(path, channel.input_format, options, channel.input_stylesheet):
                 counts["received"] += 1
                 if isinstance(record, RejectedRecord):
                     held.append((record, "; ".join(error.message for error in record.errors)))
@@ -148,7 +148,8 @@ class Pipeline:
         """Map, validate and record one invoice; the reason it is held back, or None."""
         where = f"{source.name}, line {invoice.first_line}, invoice {invoice.number}"
         try:
-            payload = map_invoice(invoice, channel.syntax)
+            partner = self.config.partner(channel.partner)
+            payload = map_invoice(invoice, channel.syntax, credit_note_as_invoice=partner.credit_note_as_invoice)
             findings = validate_invoice(payload)
         except (InputError, MappingError, ValidatorError) as exc:
             return f"{where}: {exc.message}"

@@ -193,6 +193,10 @@ cli.add_command(flows_group)
 cli.add_command(invoices_group)
 cli.add_command(reports_group)
 
+from gateway.cli.mapping import map_command  # noqa: E402
+
+cli.add_command(map_command)
+
 
 def main() -> None:
     """Entry point: one line and a non-zero exit code for every error an operator can fix."""

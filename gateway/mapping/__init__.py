@@ -7,32 +7,66 @@ without touching Python; Python only computes the derived amounts (``canonical``
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gateway.domain import FLOW_KINDS, Syntax
+from gateway.errors import MappingError
 from gateway.intake.csv_export import ExportedInvoice
 from gateway.mapping.canonical import Totals, compute_totals, to_canonical
+from gateway.mapping.facturx import to_facturx
 from gateway.mapping.xslt import transform
 from gateway.resources import mapping_path
 
-#: The stylesheet that turns the canonical invoice into each syntax.
-STYLESHEETS = {Syntax.UBL: "canonical-to-ubl.xsl", Syntax.CII: "canonical-to-cii.xsl"}
+#: The stylesheet that turns the canonical invoice into each XML syntax (Factur-X is
+#: the CII embedded into the invoice's PDF).
+STYLESHEETS = {
+    Syntax.UBL: "canonical-to-ubl.xsl",
+    Syntax.CII: "canonical-to-cii.xsl",
+    Syntax.CPP: "canonical-to-cpp.xsl",
+}
 
 
 def output_extension(syntax: Syntax) -> str:
     """The file extension of one mapped invoice in ``syntax`` (Factur-X is a PDF)."""
-    return "pdf" if syntax.value == "facturx" else "xml"
+    return "pdf" if syntax is Syntax.FACTURX else "xml"
 
 
-def map_invoice(invoice: ExportedInvoice, syntax: Syntax = Syntax.UBL, *, credit_note_as_invoice: bool = False) -> bytes:
+def map_invoice(
+    invoice: ExportedInvoice,
+    syntax: Syntax = Syntax.UBL,
+    *,
+    credit_note_as_invoice: bool = False,
+    partner_code: str | None = None,
+) -> bytes:
     """The document of ``invoice`` in ``syntax``, ready for validation.
 
     ``credit_note_as_invoice``: write a UBL credit note (381) as an Invoice of type 381
     instead of a CreditNote, for a partner that wants it so (``[partners.X]``).
+    ``partner_code``: the emitter of a CPP Facture Mixte's envelope (required there).
     """
+    if syntax is Syntax.FACTURX:
+        return _facturx(invoice)
     canonical = to_canonical(invoice)
     parameters = {"interface-code": FLOW_KINDS[syntax].interface_code}
     if syntax is Syntax.UBL:
         parameters["credit-note-document"] = "Invoice" if credit_note_as_invoice else "CreditNote"
+    if syntax is Syntax.CPP:
+        if not any(attachment.role == "invoice" for attachment in invoice.attachments):
+            raise MappingError("a CPP Facture Mixte carries the invoice's own PDF: set invoice_pdf")
+        if not partner_code:
+            raise MappingError("a CPP Facture Mixte names its emitter: give the partner code (--partner-code)")
+        parameters["emetteur-id"] = partner_code
     return transform(mapping_path(STYLESHEETS[syntax]), canonical, parameters)
+
+
+def _facturx(invoice: ExportedInvoice) -> bytes:
+    pdf = [attachment for attachment in invoice.attachments if attachment.role == "invoice"]
+    if not pdf:
+        raise MappingError("a Factur-X is the invoice's own PDF with its data embedded: set invoice_pdf")
+    # The PDF carries the XML, not the other way round: only supporting documents go in it.
+    others = tuple(attachment for attachment in invoice.attachments if attachment.role != "invoice")
+    cii = map_invoice(replace(invoice, attachments=others), Syntax.CII)
+    return to_facturx(cii, pdf[0].content)
 
 
 __all__ = ["STYLESHEETS", "output_extension", "Totals", "compute_totals", "map_invoice", "to_canonical"]

@@ -11,7 +11,7 @@ import functools
 import threading
 from pathlib import Path
 
-from saxonche import PySaxonApiError, PySaxonProcessor, PyXsltExecutable
+from saxonche import PySaxonApiError, PySaxonProcessor, PyXdmAtomicValue, PyXsltExecutable
 
 from gateway.errors import MappingError
 
@@ -34,16 +34,41 @@ def _compiled(path: Path) -> PyXsltExecutable:
             raise MappingError(f"the stylesheet {path} does not compile: {exc}") from None
 
 
+def check_stylesheet(stylesheet: Path) -> None:
+    """Compile ``stylesheet`` now, so that a user's stylesheet that does not compile is
+    reported when the configuration is read rather than on the first export.
+
+    Raises ``MappingError``; the compiled stylesheet is kept for ``transform``.
+    """
+    _compiled(stylesheet)
+
+
+@functools.cache
+def _string_value(value: str) -> PyXdmAtomicValue:
+    # SaxonC never frees an XDM value made by make_string_value (~340 bytes each,
+    # measured in benchmarks/bench_mapping.py): parameter values are made once.
+    return _processor().make_string_value(value)
+
+
+#: The parameters last set on each compiled stylesheet: set_parameter leaks too, so it
+#: is called only when a value changes (and the values of a channel rarely do).
+_SET: dict[Path, dict[str, str]] = {}
+
+
 def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | None = None) -> bytes:
     """Run ``stylesheet`` over ``document`` and return the serialized result (UTF-8)."""
     executable = _compiled(stylesheet)
     processor = _processor()
+    wanted = dict(parameters or {})
     with _LOCK:
         try:
             node = processor.parse_xml(xml_text=document.decode("utf-8"))
-            executable.clear_parameters()
-            for name, value in (parameters or {}).items():
-                executable.set_parameter(name, processor.make_string_value(value))
+            if _SET.get(stylesheet) != wanted:
+                _SET.pop(stylesheet, None)
+                executable.clear_parameters()
+                for name, value in wanted.items():
+                    executable.set_parameter(name, _string_value(value))
+                _SET[stylesheet] = wanted
             result = executable.transform_to_string(xdm_node=node)
         except PySaxonApiError as exc:
             raise MappingError(f"the stylesheet {stylesheet.name} failed: {exc}") from None

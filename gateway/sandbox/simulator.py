@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 
 from lxml import etree
 
-from gateway.domain import FLOW_KINDS, INVOICE_STATUS_LABELS, Syntax
+from gateway.domain import CHANNEL_SYNTAXES, FLOW_KINDS, INVOICE_STATUS_LABELS, Syntax
 from gateway.reports.model import ErrorLine, InvoiceStatusEntry
 from gateway.sandbox.cppstatut import (
     flow_error_line,
@@ -50,7 +50,8 @@ FLOW_NAME = re.compile(
 _LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.+?)(?:\.tar\.gz)?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Interfaces the sandbox understands: those whose invoices ``validate_invoice`` reads.
-KNOWN_INTERFACES = frozenset(kind.interface_code for kind in FLOW_KINDS.values())
+# The simulator reads the E1 flows a channel can send; E2 flows (CPP, Factur-X) come later.
+KNOWN_INTERFACES = frozenset(FLOW_KINDS[syntax].interface_code for syntax in CHANNEL_SYNTAXES)
 #: The documents each syntax's flows carry: Chorus Pro reads a flow's files by its
 #: interface, so a UBL invoice in a CII flow (or the reverse) cannot be integrated.
 _SYNTAX_ROOTS: dict[Syntax, frozenset[str]] = {
