@@ -349,6 +349,7 @@ INVOICE_ERRORS = {
     "bad due date": ({"due_date": "31/12/2026"}, {"due_date": "31/12/2026"}, [(3, "due_date")]),
     "unknown type code": ({"type_code": "999"}, {"type_code": "999"}, [(3, "type_code")]),
     "bad currency": ({"currency": "EURO"}, {"currency": "EURO"}, [(3, "currency")]),
+    "currency not in ISO 4217": ({"currency": "EUX"}, {"currency": "EUX"}, [(3, "currency")]),
     "bad cadre": ({"cadre": "A26"}, {"cadre": "A26"}, [(3, "cadre")]),
     "bad country": ({"supplier_country": "FRA"}, {"supplier_country": "FRA"}, [(3, "supplier_country")]),
     "unknown VAT category": ({}, {"vat_category": "X"}, [(4, "vat_category")]),

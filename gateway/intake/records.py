@@ -14,6 +14,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import iso4217
+
 from gateway.amounts import compute_totals
 from gateway.errors import InputError
 
@@ -104,7 +106,9 @@ ZERO_RATE_CATEGORIES = frozenset({"Z", "E", "AE", "K", "G", "O"})
 #: DOMAIN.md §1: at most 19 digits and 6 decimals.
 _MAX_DIGITS = 19
 _MAX_DECIMALS = 6
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+#: ISO 4217 alpha codes (EN 16931 BR-CL-03/04), from the ``iso4217`` package factur-x
+#: already brings.
+CURRENCIES = frozenset(currency.code for currency in iso4217.Currency)
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: What a number looks like in an export: digits, one optional decimal separator, an
 #: optional leading sign. ``1_000``, ``1E3`` or ``Infinity``, which Decimal would take,
@@ -345,7 +349,7 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
     issue_date = check.date(first, "issue_date", required=True)
     due_date = check.date(first, "due_date", required=False)
     type_code = check.code(first, "type_code", TYPE_CODES)
-    currency = check.code(first, "currency", _CURRENCY)
+    currency = _currency(check, first)
     cadre = check.code(first, "cadre", _CADRE)
     lines = [_line(check, row, position) for position, row in enumerate(rows, start=1)]
     payment_means = _payment_means(check, first)
@@ -389,6 +393,13 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
         preceding_invoice_date=preceding_invoice_date,
         attachments=attachments,
     )
+
+
+def _currency(check: _Collector, row: SourceRow) -> str:
+    value = (check.text(row, "currency", required=True) or "").upper()
+    if value and value not in CURRENCIES:
+        check.fail(f"{value!r} is not an ISO 4217 currency code (e.g. EUR, USD, CHF)", row, "currency")
+    return value
 
 
 def _payment_means(check: _Collector, row: SourceRow) -> str | None:
