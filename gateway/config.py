@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
+from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.mapping.xslt import check_stylesheet
 
@@ -390,10 +391,9 @@ def _csv(section: _Section) -> CsvSettings:
     if len(delimiter) != 1:
         raise ConfigError("must be one character", key=section.key("delimiter"))
     encoding = section.get("encoding", str, defaults.encoding)
-    try:
-        "".encode(encoding)
-    except LookupError:
-        raise ConfigError(f"unknown encoding {encoding!r}", key=section.key("encoding")) from None
+    problem = encoding_problem(encoding)
+    if problem:
+        raise ConfigError(problem, key=section.key("encoding"))
     decimal = section.get("decimal", str, defaults.decimal)
     if decimal not in (".", ","):
         raise ConfigError("must be '.' or ','", key=section.key("decimal"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import STARTER_CONFIG, load_config
-from gateway.errors import InputError
+from gateway.errors import ConfigError, InputError
 from gateway.intake.csv_export import (
     ALL_FIELDS,
     REQUIRED_COLUMNS,
@@ -254,16 +254,18 @@ def test_a_comma_delimiter_with_quoted_comma_decimals(tmp_path: Path) -> None:
     assert (invoice.lines[0].unit_price, invoice.lines[0].item_name) == (Decimal("4.15"), 'Papier, "A4"')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="csv_export._Lines cuts the raw bytes on b'\\n' before decoding, so an encoding in which a line "
-    "break is not the single byte 0A (utf-16, accepted by config check) refuses every file on line 1",
-)
-def test_a_utf16_export_is_read_when_the_channel_says_utf16(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-le"])
+def test_an_encoding_the_streamed_reader_cannot_cut_is_refused_before_reading(tmp_path: Path, encoding: str) -> None:
+    """Lines are cut on the byte 0A before decoding; UTF-16 has none of its own: refuse it
+    clearly in the reader, in config check and in gateway map, instead of a line-1 error."""
     export = tmp_path / "unicode.csv"
-    export.write_bytes(csv_text(row("F-1")).replace("\n", "\r\n").encode("utf-16"))
-    [invoice] = read_all(export, CsvOptions(encoding="utf-16"))
-    assert isinstance(invoice, ExportedInvoice) and invoice.buyer.name == "Ministère de l'Exemple"
+    export.write_bytes(csv_text(row("F-1")).encode(encoding))
+    with pytest.raises(InputError, match="ask the ERP for UTF-8 or cp1252"):
+        read_all(export, CsvOptions(encoding=encoding))
+    config = tmp_path / "gateway.toml"
+    config.write_text(STARTER_CONFIG.replace('encoding = "utf-8"', f'encoding = "{encoding}"'), "utf-8")
+    with pytest.raises(ConfigError, match=r"channels\.erp\.csv\.encoding: .*UTF-16"):
+        load_config(config, env={})
 
 
 # -- streaming and grouping ---------------------------------------------------------

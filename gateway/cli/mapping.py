@@ -10,7 +10,6 @@ Streamed end to end: one invoice in memory at a time, whatever the export's size
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import json
 import os
@@ -25,7 +24,7 @@ import click
 
 from gateway.domain import Syntax
 from gateway.errors import GatewayError, InputError, MappingError
-from gateway.intake.csv_export import CsvOptions
+from gateway.intake.csv_export import CsvOptions, encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, read_export, resolve_input_format
 from gateway.intake.records import ExportedInvoice, RejectedRecord
 from gateway.mapping import map_invoice, output_extension
@@ -251,10 +250,9 @@ def _check_delimiter(_ctx: click.Context, _param: click.Parameter, value: str) -
 
 
 def _check_encoding(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise click.BadParameter(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+    problem = encoding_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
     return value
 
 

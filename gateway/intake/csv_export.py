@@ -57,6 +57,23 @@ class CsvOptions:
     date_format: str = "%Y-%m-%d"
 
 
+#: Bytes the reader relies on being themselves: it cuts lines on 0A before decoding, so
+#: that memory holds one line and a bad byte is reported on its own line.
+_ASCII_PROBE = "0123456789.,;\t|\"-/ \r\n"
+
+
+def encoding_problem(encoding: str) -> str | None:
+    """Why ``encoding`` cannot be read, or None: unknown, or not ASCII-compatible (UTF-16…)."""
+    try:
+        same = _ASCII_PROBE.encode(encoding) == _ASCII_PROBE.encode("ascii")
+    except LookupError:
+        return f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)"
+    if not same:
+        return (f"{encoding!r} writes line breaks and digits on more than one byte (UTF-16, UTF-32…), "
+                "which the streamed reader does not take: ask the ERP for UTF-8 or cp1252")
+    return None
+
+
 class _Lines:
     """Decoded physical lines, remembering those taken since the last ``take``.
 
@@ -108,6 +125,9 @@ def read_csv_export(
     Raises ``InputError`` when the file cannot be read as a whole; the caller must
     then drop whatever it already took from this file.
     """
+    problem = encoding_problem(options.encoding)
+    if problem:
+        raise InputError(problem, file=path.name)
     read = ReadOptions(
         decimal=options.decimal,
         date_format=options.date_format,
