@@ -65,7 +65,16 @@
           <xsl:apply-templates select="AdditionalSupportingDocument"/>
         </ram:ApplicableHeaderTradeAgreement>
         <!-- Mandatory in the XSD even when no delivery information (BG-13) is known. -->
-        <ram:ApplicableHeaderTradeDelivery/>
+        <ram:ApplicableHeaderTradeDelivery>
+          <xsl:for-each select="DeliverToCountryCode">
+            <ram:ShipToTradeParty><ram:PostalTradeAddress><ram:CountryID><xsl:value-of select="."/></ram:CountryID></ram:PostalTradeAddress></ram:ShipToTradeParty>
+          </xsl:for-each>
+          <xsl:for-each select="ActualDeliveryDate">
+            <ram:ActualDeliverySupplyChainEvent>
+              <ram:OccurrenceDateTime><xsl:call-template name="date-102"><xsl:with-param name="date" select="."/></xsl:call-template></ram:OccurrenceDateTime>
+            </ram:ActualDeliverySupplyChainEvent>
+          </xsl:for-each>
+        </ram:ApplicableHeaderTradeDelivery>
         <ram:ApplicableHeaderTradeSettlement>
           <ram:InvoiceCurrencyCode><xsl:value-of select="CurrencyCode"/></ram:InvoiceCurrencyCode>
           <xsl:apply-templates select="PaymentInstructions"/>

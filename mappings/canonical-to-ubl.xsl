@@ -73,6 +73,14 @@
       <cac:AccountingCustomerParty>
         <xsl:apply-templates select="Buyer"/>
       </cac:AccountingCustomerParty>
+      <xsl:if test="ActualDeliveryDate or DeliverToCountryCode">
+        <cac:Delivery>
+          <xsl:for-each select="ActualDeliveryDate"><cbc:ActualDeliveryDate><xsl:value-of select="."/></cbc:ActualDeliveryDate></xsl:for-each>
+          <xsl:for-each select="DeliverToCountryCode">
+            <cac:DeliveryLocation><cac:Address><cac:Country><cbc:IdentificationCode><xsl:value-of select="."/></cbc:IdentificationCode></cac:Country></cac:Address></cac:DeliveryLocation>
+          </xsl:for-each>
+        </cac:Delivery>
+      </xsl:if>
       <xsl:apply-templates select="PaymentInstructions"/>
       <cac:TaxTotal>
         <cbc:TaxAmount currencyID="{$currency}"><xsl:value-of select="DocumentTotals/InvoiceTotalVatAmount"/></cbc:TaxAmount>

@@ -44,6 +44,8 @@ HEADER_FIELDS = (
     "buyer_city",  # BT-52
     "buyer_postcode",  # BT-53
     "buyer_country",  # BT-55
+    "delivery_date",  # BT-72: actual delivery date
+    "deliver_to_country",  # BT-80: deliver-to country code
     "payment_means",  # BT-81
     "iban",  # BT-84
     "preceding_invoice",  # BT-25: the invoice a credit note corrects
@@ -220,6 +222,8 @@ class ExportedInvoice:
     preceding_invoice: str | None = None
     preceding_invoice_date: date | None = None
     attachments: tuple[Attachment, ...] = ()
+    delivery_date: date | None = None
+    deliver_to_country: str | None = None
 
     @property
     def supplier_siret(self) -> str:
@@ -358,6 +362,18 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
     if preceding_invoice_date is not None and preceding_invoice is None:
         check.fail("a preceding invoice date needs the preceding invoice's number", first, "preceding_invoice")
     attachments = _attachments(check, first)
+    delivery_date = check.date(first, "delivery_date", required=False)
+    deliver_to = (check.text(first, "deliver_to_country") or "").upper() or None
+    if deliver_to is not None and not _COUNTRY.match(deliver_to):
+        check.fail(f"{deliver_to!r} is not an accepted code (expected {_COUNTRY.pattern})", first, "deliver_to_country")
+    if any(line is not None and line.vat_category == "K" for line in lines):
+        # Intra-community supply: EN 16931 BR-IC-11 and BR-IC-12.
+        if delivery_date is None:
+            check.fail("VAT category K (intra-community supply) needs the actual delivery date (BR-IC-11)",
+                       first, "delivery_date")
+        if deliver_to is None:
+            check.fail("VAT category K (intra-community supply) needs the deliver-to country (BR-IC-12)",
+                       first, "deliver_to_country")
     if None not in lines:
         _check_exemption_reasons(check, rows, lines)
         _check_stated_totals(check, first, [line for line in lines if line is not None])
@@ -392,6 +408,8 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
         preceding_invoice=preceding_invoice,
         preceding_invoice_date=preceding_invoice_date,
         attachments=attachments,
+        delivery_date=delivery_date,
+        deliver_to_country=deliver_to,
     )
 
 

@@ -87,6 +87,8 @@ def to_canonical(invoice: ExportedInvoice) -> bytes:
         attached.set("filename", attachment.name)
     b.party(root, "Seller", invoice.supplier)
     b.party(root, "Buyer", invoice.buyer)
+    b.add(root, "ActualDeliveryDate", invoice.delivery_date.isoformat() if invoice.delivery_date else None)
+    b.add(root, "DeliverToCountryCode", invoice.deliver_to_country)
     if invoice.payment_means:
         payment = b.group(root, "PaymentInstructions")
         b.add(payment, "PaymentMeansTypeCode", invoice.payment_means)
