@@ -197,6 +197,10 @@ from gateway.cli.mapping import map_command  # noqa: E402
 
 cli.add_command(map_command)
 
+from gateway.cli.validate import validate_command  # noqa: E402
+
+cli.add_command(validate_command)
+
 
 def main() -> None:
     """Entry point: one line and a non-zero exit code for every error an operator can fix."""
