@@ -15,33 +15,21 @@ import click
 from lxml import etree
 
 from gateway.errors import ValidatorError
-from gateway.validation import chorus
-from gateway.validation.findings import Finding, Severity, is_valid
-from gateway.validation.invoice import parse_invoice
-from gateway.validation.schematron import check_en16931
-from gateway.validation.xsd import CII_NS, check_xsd
+from gateway.validation.findings import Finding, is_valid
+from gateway.validation.invoice import parse_invoice, validate_parsed
+from gateway.validation.xsd import CII_NS
 
 _SYNTAX_OF_NAMESPACE = {CII_NS: "cii"}
 
 
 def validate_file(payload: bytes, cii_rules: Path | None) -> tuple[str | None, list[Finding]]:
-    """(syntax, findings) through the layers in order: parse, XSD, EN 16931, Chorus Pro.
-
-    A later layer runs only when the earlier ones found nothing fatal. Raises
-    ``ValidatorError`` when a layer cannot run.
-    """
+    """(syntax, findings) through every layer, EN 16931 included; raises ``ValidatorError``
+    when a layer cannot run."""
     parsed = parse_invoice(payload)
     if isinstance(parsed, Finding):
         return None, [parsed]
-    root = parsed.getroot()
-    syntax = _SYNTAX_OF_NAMESPACE.get(etree.QName(root).namespace or "", "ubl")
-    findings = check_xsd(parsed)
-    if any(f.severity is Severity.FATAL for f in findings):
-        return syntax, findings
-    findings += check_en16931(payload, root.tag, cii_rules)
-    if any(f.severity is Severity.FATAL for f in findings):
-        return syntax, findings
-    return syntax, findings + chorus.check_chorus_rules(parsed)
+    syntax = _SYNTAX_OF_NAMESPACE.get(etree.QName(parsed.getroot()).namespace or "", "ubl")
+    return syntax, validate_parsed(parsed, payload, en16931=True, cii_rules=cii_rules)
 
 
 @click.command("validate")

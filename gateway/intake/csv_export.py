@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import InputError
+from gateway.intake.attachments import default_attachment_dir
 from gateway.intake.records import (
     ALL_FIELDS,
     COLUMN_OF_RULE,
@@ -40,7 +41,6 @@ from gateway.intake.records import (
     RejectedRecord,
     SourceRow,
     assemble,
-    default_attachment_dir,
 )
 
 #: Columns a CSV header must name.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import InputError
+from gateway.intake.attachments import default_attachment_dir
 from gateway.intake.records import (
     HEADER_FIELDS,
     LINE_FIELDS,
@@ -25,7 +26,6 @@ from gateway.intake.records import (
     RejectedRecord,
     SourceRow,
     assemble,
-    default_attachment_dir,
 )
 
 def read_jsonl_export(path: Path, attachment_dir: Path | None = None) -> Iterator[ExportedInvoice | RejectedRecord]:

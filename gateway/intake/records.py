@@ -18,6 +18,12 @@ import iso4217
 
 from gateway.amounts import compute_totals
 from gateway.errors import InputError
+from gateway.intake.attachments import (
+    ATTACHMENT_SEPARATOR,
+    MAX_ATTACHMENTS_TOTAL_BYTES,
+    Attachment,
+    read_attachment,
+)
 
 #: Fields that describe the invoice as a whole (repeated on each CSV row, and equal).
 HEADER_FIELDS = (
@@ -122,23 +128,6 @@ _PAYMENT_MEANS = re.compile(r"^([0-9]{1,2}|ZZZ)$")
 #: Categories whose VAT breakdown must say why no VAT is due (EN 16931 BR-E-10,
 #: BR-AE-10, BR-IC-10, BR-G-10, BR-O-10); the others must not (BR-S-10, BR-Z-10…).
 EXEMPT_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
-#: What an attachment may be: the MIME codes EN 16931 allows for an embedded document
-#: (BR-CL-24), which Chorus Pro's extension allow-list also takes (DOMAIN.md §1).
-ATTACHMENT_TYPES = {
-    "pdf": "application/pdf",
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "csv": "text/csv",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "ods": "application/vnd.oasis.opendocument.spreadsheet",
-}
-#: DOMAIN.md §1: names ≤ 50 characters, each file < 10 MB, invoice + attachments ≤ 120 MB.
-MAX_ATTACHMENT_NAME = 50
-MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
-MAX_ATTACHMENTS_TOTAL_BYTES = 120 * 1024 * 1024
-#: Separates the file names of the ``attachments`` field.
-ATTACHMENT_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
@@ -150,25 +139,6 @@ class ReadOptions:
     #: Where the files named by ``invoice_pdf`` and ``attachments`` are read from;
     #: None refuses any attachment (nothing says where to find it).
     attachment_dir: Path | None = None
-
-
-def default_attachment_dir(export: Path) -> Path:
-    """Where an export's attachments are by default: ``attachments/`` beside it.
-
-    A subdirectory, so that a watched directory never takes a PDF for an export.
-    """
-    return export.parent / "attachments"
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """A document sent with the invoice (BG-24), read at intake."""
-
-    name: str  # BT-125 filename, also BT-122
-    mime_type: str
-    content: bytes
-    #: "invoice" for the ERP's PDF of the invoice itself, "supporting" otherwise.
-    role: str = "supporting"
 
 
 @dataclass(frozen=True)
@@ -441,10 +411,12 @@ def _attachments(check: _Collector, row: SourceRow) -> tuple[Attachment, ...]:
     found: list[Attachment] = []
     total = 0
     for name, role, field_name in wanted:
-        attachment = _attachment(check, row, name, role, field_name)
-        if attachment is not None:
-            found.append(attachment)
-            total += len(attachment.content)
+        attachment = read_attachment(check.options.attachment_dir, name, role)
+        if isinstance(attachment, str):
+            check.fail(f"attachment {name!r} {attachment}", row, field_name)
+            continue
+        found.append(attachment)
+        total += len(attachment.content)
     if total > MAX_ATTACHMENTS_TOTAL_BYTES:
         check.fail(f"the attachments weigh {total} bytes together, over Chorus Pro's limit of "
                    f"{MAX_ATTACHMENTS_TOTAL_BYTES} bytes per invoice", row, "attachments")
@@ -452,39 +424,6 @@ def _attachments(check: _Collector, row: SourceRow) -> tuple[Attachment, ...]:
     for name in sorted({name for name in names if names.count(name) > 1}):
         check.fail(f"{name!r} is attached twice", row, "attachments")
     return tuple(found)
-
-
-def _attachment(check: _Collector, row: SourceRow, name: str, role: str, field_name: str) -> Attachment | None:
-    directory = check.options.attachment_dir
-    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    problem = None
-    if "/" in name or "\\" in name or name in (".", ".."):
-        problem = "must be a plain file name, without a directory"
-    elif len(name) > MAX_ATTACHMENT_NAME:
-        problem = f"is {len(name)} characters long; Chorus Pro takes at most {MAX_ATTACHMENT_NAME}"
-    elif extension not in ATTACHMENT_TYPES:
-        problem = f"has no accepted extension ({', '.join(sorted(ATTACHMENT_TYPES))})"
-    elif role == "invoice" and extension != "pdf":
-        problem = "must be a PDF"
-    elif directory is None:
-        problem = "cannot be read: this input has no attachment directory"
-    if problem is None:
-        assert directory is not None
-        path = directory / name
-        try:
-            size = path.stat().st_size
-            if size >= MAX_ATTACHMENT_BYTES:
-                problem = f"weighs {size} bytes; Chorus Pro takes less than {MAX_ATTACHMENT_BYTES} per file"
-            elif size == 0:
-                problem = "is empty"
-            else:
-                return Attachment(name, ATTACHMENT_TYPES[extension], path.read_bytes(), role)
-        except FileNotFoundError:
-            problem = f"is not in {directory}"
-        except OSError as exc:
-            problem = f"cannot be read from {directory}: {exc.strerror}"
-    check.fail(f"attachment {name!r} {problem}", row, field_name)
-    return None
 
 
 def _check_exemption_reasons(check: _Collector, rows: list[SourceRow], lines: list[InvoiceLine | None]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.errors import InputError, MappingError
+from gateway.intake.attachments import default_attachment_dir
 from gateway.intake import records
 from gateway.intake.export_records import RecordInvoice, Step, parse_path, read_records
 from gateway.mapping.xslt import transform
@@ -48,7 +49,7 @@ def read_xml_export(
     """
     # Values in export records are written one way, whatever the source format.
     options = records.ReadOptions(
-        decimal=".", date_format="%Y-%m-%d", attachment_dir=attachment_dir or records.default_attachment_dir(path)
+        decimal=".", date_format="%Y-%m-%d", attachment_dir=attachment_dir or default_attachment_dir(path)
     )
     source = SourceIndex(parse_source(path.read_bytes(), path.name))
     found = list(_records(source, path.name, stylesheet))
