@@ -19,6 +19,7 @@ from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.mapping.xslt import check_stylesheet
+from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
 
 ENV_CONFIG = "GATEWAY_CONFIG"
 ENV_DATABASE_URL = "GATEWAY_DATABASE_URL"
@@ -57,6 +58,8 @@ class Channel:
     input_stylesheet: Path | None = None
     #: A file younger than this is left alone: the ERP may still be writing it.
     settle_seconds: float = 2.0
+    #: Schematron layers run on its invoices (``gateway.validation.rulesets.PROFILES``).
+    validation_profile: str = DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,19 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """How the validation layers run for every channel."""
+
+    #: Seconds one invoice may spend in the schema layers (worker process) before its
+    #: outcome is validation-error.
+    time_budget_seconds: float = 60.0
+    #: Severity of a buyer SIRET absent from the imported directory of public structures.
+    unknown_buyer: str = "warning"
+    #: Chorus Pro E1 invoice numbers: at most 20 characters (DOMAIN.md §3).
+    max_invoice_number_length: int = 20
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -98,6 +114,7 @@ class Config:
     log_format: str = "auto"
     poll_seconds: float = 5.0
     source: Path | None = None  # the file read, None for embedded defaults
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -206,6 +223,7 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
     gw.done()
 
     sandbox = _sandbox(top.table("sandbox"), data)
+    validation = _validation(top.table("validation"))
     partners = _partners(top.table("partners"), data, sandbox)
     channels = _channels(top.table("channels"), data, partners, base)
     top.done()
@@ -218,7 +236,20 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
         log_format=log_format,
         poll_seconds=poll,
         source=source,
+        validation=validation,
     )
+
+
+def _validation(section: _Section) -> ValidationSettings:
+    defaults = ValidationSettings()
+    budget = _positive(section, "time_budget_seconds", defaults.time_budget_seconds, float)
+    unknown_buyer = section.get("unknown_buyer", str, defaults.unknown_buyer)
+    if unknown_buyer not in ("warning", "error"):
+        raise ConfigError("must be warning or error", key=section.key("unknown_buyer"))
+    length = _positive(section, "max_invoice_number_length", defaults.max_invoice_number_length)
+    section.done()
+    return ValidationSettings(time_budget_seconds=float(budget), unknown_buyer=unknown_buyer,
+                              max_invoice_number_length=length)
 
 
 def _sandbox(section: _Section, data: Path) -> SandboxConfig:
@@ -338,6 +369,9 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
     settle = section.get("settle_seconds", (int, float), 2.0)
     if settle < 0:
         raise ConfigError("must be 0 or more", key=section.key("settle_seconds"))
+    profile = section.get("validation_profile", str, DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise ConfigError(f"must be one of {', '.join(PROFILES)}", key=section.key("validation_profile"))
     csv = _csv(section.table("csv"))
     section.done()
     return Channel(
@@ -349,6 +383,7 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         csv=csv,
         input_stylesheet=stylesheet,
         settle_seconds=float(settle),
+        validation_profile=profile,
     )
 
 
@@ -436,6 +471,12 @@ enabled = true
 dir = "sandbox"
 partner_code = "AAA123"
 
+# How invoices are validated (docs/validation.md).
+[validation]
+time_budget_seconds = 60       # per invoice; beyond it the outcome is validation-error
+unknown_buyer = "warning"      # warning | error: a buyer SIRET absent from `gateway directory import`
+max_invoice_number_length = 20 # Chorus Pro E1
+
 # A partner is where flows go and reports come back from.
 [partners.sandbox]
 transport = "local"            # local | sftp | as2 (this version runs local)
@@ -455,6 +496,7 @@ input_format = "csv"           # csv | jsonl | idoc | path/to/your.xsl, see docs
 syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO1106A)
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
+validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
 
 [channels.erp.csv]
 delimiter = ";"

@@ -65,7 +65,11 @@ def run_demo(directory: Path, *, invoices: int = 20) -> DemoResult:
     try:
         export = config.channels[0].watch_dir / "erp-export-demo.csv"
         write_sample_export(export, invoices)
-        summary = Pipeline(config=config, store=store, clock=SystemClock()).run_pass()
+        pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+        try:
+            summary = pipeline.run_pass()
+        finally:
+            pipeline.close()
         return _collect(config, store, export, summary)
     finally:
         store.close()

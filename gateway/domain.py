@@ -49,6 +49,9 @@ class SourceFileStatus(enum.StrEnum):
 class InvoiceStatus(enum.StrEnum):
     VALID = "valid"  #: mapped and validated, waiting for a flow
     QUARANTINED = "quarantined"  #: bad input or invalid: held back with a reason
+    #: a validation layer could not run (crash, time budget, rule set missing): neither
+    #: valid nor invalid; validated again once the validator is healthy
+    VALIDATION_ERROR = "validation-error"
     PACKED = "packed"  #: member of a flow that is not yet sent
     SENT = "sent"  #: its flow was deposited
     INTEGRATED = "integrated"  #: Chorus Pro integrated it

@@ -9,6 +9,7 @@ allow, so a crash at any point resumes without loss or double sending.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,8 @@ from gateway.store import DuplicateInvoice, Store, Tx
 from gateway.store.models import Flow, Invoice, SourceFile
 from gateway.transport import Transport, open_transport
 from gateway.transport.local import write_atomically
-from gateway.validation import Finding, is_valid, validate_invoice
+from gateway.validation import Finding, is_valid
+from gateway.validation_gate import ValidationGate, is_retryable
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +58,11 @@ class Pipeline:
         self.store = store
         self.clock = clock
         self._transports: dict[str, Transport] = {}
+        self.gate = ValidationGate(config, store)
+
+    def close(self) -> None:
+        """Stop the validation worker (a daemon process: it also dies with this one)."""
+        self.gate.close()
 
     def transport(self, partner: Partner) -> Transport:
         if partner.name not in self._transports:
@@ -65,8 +72,14 @@ class Pipeline:
     def run_pass(self) -> PassSummary:
         summary = PassSummary()
         self.settle_interrupted_attempts()
+        self.gate.begin_pass()
         for channel in self.config.channels:
-            self.intake_channel(channel, summary)
+            if channel.name not in self.gate.unhealthy:
+                self.revalidate(channel, summary)
+            # A channel whose validator broke during revalidation takes in nothing either:
+            # its files wait in the watched directory, nothing is lost.
+            if channel.name not in self.gate.unhealthy:
+                self.intake_channel(channel, summary)
         for partner in self.config.partners.values():
             self.pack(partner, summary)
             self.send(partner, summary)
@@ -80,6 +93,8 @@ class Pipeline:
 
     def intake_channel(self, channel: Channel, summary: PassSummary) -> None:
         for path in files.settled_files(channel.watch_dir, settle_seconds=channel.settle_seconds):
+            if channel.name in self.gate.unhealthy:
+                break
             bound = log.bind(channel=channel.name, file=path.name)
             try:
                 status = self.intake_file(channel, path, summary)
@@ -124,16 +139,18 @@ class Pipeline:
                 counts["received"] += 1
                 if isinstance(record, RejectedRecord):
                     held.append((record, "; ".join(error.message for error in record.errors)))
-                else:
-                    reason = self._accept(tx, channel, source, record)
-                    if reason is not None:
-                        held.append((record, reason))
+                    continue
+                outcome, reason = self._accept(tx, channel, source, record)
+                if outcome is InvoiceStatus.QUARANTINED:
+                    held.append((record, reason or ""))
+                elif outcome is InvoiceStatus.VALIDATION_ERROR:
+                    counts[InvoiceStatus.VALIDATION_ERROR.value] += 1
             # Held-back invoices are written only once the whole file has been read: a
             # file-level error further down must leave nothing of this file behind.
             for record, reason in held:
                 self._hold_back(tx, channel, source, record, reason, source_encoding(channel.input_format, options))
             counts["quarantined"] = len(held)
-            counts["valid"] = counts["received"] - len(held)
+            counts["valid"] = counts["received"] - len(held) - counts[InvoiceStatus.VALIDATION_ERROR.value]
             tx.settle_source_file(
                 source,
                 status=SourceFileStatus.PROCESSED.value,
@@ -144,32 +161,86 @@ class Pipeline:
             )
         return counts
 
-    def _accept(self, tx: Tx, channel: Channel, source: SourceFile, invoice: ExportedInvoice) -> str | None:
-        """Map, validate and record one invoice; the reason it is held back, or None."""
+    def _accept(
+        self, tx: Tx, channel: Channel, source: SourceFile, invoice: ExportedInvoice
+    ) -> tuple[InvoiceStatus, str | None]:
+        """Map, validate and record one invoice: valid, validation-error (recorded here),
+        or quarantined (with the reason; the caller holds it back)."""
         where = f"{source.name}, line {invoice.first_line}, invoice {invoice.number}"
         try:
             partner = self.config.partner(channel.partner)
             payload = map_invoice(invoice, channel.syntax, credit_note_as_invoice=partner.credit_note_as_invoice)
-            findings = validate_invoice(payload)
-        except (InputError, MappingError, ValidatorError) as exc:
-            return f"{where}: {exc.message}"
-        if not is_valid(findings):
-            return "; ".join(_finding_reason(where, finding) for finding in findings)
+        except (InputError, MappingError) as exc:
+            return InvoiceStatus.QUARANTINED, f"{where}: {exc.message}"
+        fields = {
+            "syntax": channel.syntax.value,
+            "payload": payload,
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            **_invoice_fields(invoice, channel, source),
+        }
+        try:
+            validation = self.gate.validate(tx, channel, payload)
+        except ValidatorError as exc:
+            # Neither valid nor invalid: kept with its document, validated again at the
+            # next pass (see revalidate). Broken for this invoice, or for all of them?
+            self.gate.check_health(channel)
+            tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.VALIDATION_ERROR, reason=exc.message, **fields)
+            log.error("alert.validation_error", channel=channel.name, file=source.name, line=invoice.first_line,
+                      invoice=invoice.number, reason=exc.message)
+            return InvoiceStatus.VALIDATION_ERROR, exc.message
+        if not is_valid(validation.findings):
+            return InvoiceStatus.QUARANTINED, "; ".join(_finding_reason(where, f) for f in validation.findings)
         try:
             tx.add_invoice(
                 now=self.clock.now(),
                 status=InvoiceStatus.VALID,
-                syntax=channel.syntax.value,
-                payload=payload,
-                payload_sha256=hashlib.sha256(payload).hexdigest(),
-                **_invoice_fields(invoice, channel, source),
+                validation_set_id=tx.validation_set(validation.artefacts, now=self.clock.now()).id,
+                **fields,
             )
         except DuplicateInvoice as exc:
-            return f"{where}: duplicate: {exc.message}"
+            return InvoiceStatus.QUARANTINED, f"{where}: duplicate: {exc.message}"
         log.info(
-            "invoice.valid", channel=channel.name, file=source.name, invoice=invoice.number, line=invoice.first_line
+            "invoice.valid", channel=channel.name, file=source.name, invoice=invoice.number, line=invoice.first_line,
+            warnings=sum(1 for f in validation.findings if f.severity.value == "warning"),
         )
-        return None
+        return InvoiceStatus.VALID, None
+
+    def revalidate(self, channel: Channel, summary: PassSummary) -> None:
+        """Validate again the channel's validation-error invoices, now that its validator runs.
+
+        Those that ran out of time are left for the operator: they would stall each pass.
+        """
+        with self.store.transaction() as tx:
+            waiting = [i.id for i in tx.invoices_in_status(InvoiceStatus.VALIDATION_ERROR, channel=channel.name)
+                       if is_retryable(i.reason)]
+        for invoice_id in waiting:
+            with self.store.transaction() as tx:
+                invoice = tx.session.get(Invoice, invoice_id)
+                assert invoice is not None and invoice.payload is not None
+                try:
+                    validation = self.gate.validate(tx, channel, invoice.payload)
+                except ValidatorError as exc:
+                    invoice.reason = exc.message
+                    log.error("alert.validation_error", channel=channel.name, invoice=invoice.invoice_number,
+                              reason=exc.message)
+                    if not self.gate.check_health(channel):
+                        return
+                    continue
+                now = self.clock.now()
+                if is_valid(validation.findings):
+                    invoice.validation_set_id = tx.validation_set(validation.artefacts, now=now).id
+                    status, reason = InvoiceStatus.VALID, "validated again once the validator ran"
+                else:
+                    status = InvoiceStatus.QUARANTINED
+                    where = f"invoice {invoice.invoice_number}, line {invoice.source_line}"
+                    reason = "; ".join(_finding_reason(where, f) for f in validation.findings)
+                try:
+                    tx.move_invoice(invoice, status, now=now, reason=reason)
+                except DuplicateInvoice as exc:
+                    status = InvoiceStatus.QUARANTINED
+                    tx.set_invoice_status(invoice, status, now=now, reason=f"duplicate: {exc.message}")
+            summary.invoices[f"revalidated {status.value}"] += 1
+            log.info("invoice.revalidated", channel=channel.name, invoice=invoice.invoice_number, status=status.value)
 
     def _hold_back(
         self,
@@ -242,6 +313,8 @@ class Pipeline:
         now = self.clock.now()
         with self.store.transaction() as tx:
             for syntax in Syntax:
+                if self._held(partner, syntax.value):
+                    continue
                 ready = tx.invoices_ready(partner=partner.name, syntax=syntax.value)
                 groups = packaging.plan_flows(
                     [(invoice, len(invoice.payload or b"")) for invoice in ready],
@@ -284,6 +357,7 @@ class Pipeline:
             sha256=hashlib.sha256(archive).hexdigest(),
             size=len(archive),
             invoice_count=len(members),
+            validated_with=_validated_with(tx, group),
         )
         for name, invoice in members:
             tx.add_flow_member(flow, invoice, member_name=name, sha256=invoice.payload_sha256 or "")
@@ -310,9 +384,22 @@ class Pipeline:
 
     # -- sending -----------------------------------------------------------------
 
+    def _held(self, partner: Partner, syntax: str) -> bool:
+        """True while a channel feeding this partner in this syntax has a validator that
+        cannot run: it sends nothing until the validator is healthy again."""
+        return any(
+            channel.partner == partner.name and channel.syntax.value == syntax
+            for channel in self.config.channels
+            if channel.name in self.gate.unhealthy
+        )
+
     def send(self, partner: Partner, summary: PassSummary) -> None:
         with self.store.transaction() as tx:
-            pending = [f.id for f in tx.flows_with_status(FlowStatus.PACKED) if f.partner == partner.name]
+            pending = [
+                f.id
+                for f in tx.flows_with_status(FlowStatus.PACKED)
+                if f.partner == partner.name and not self._held(partner, f.syntax)
+            ]
         for flow_pk in pending:
             self._send_one(partner, flow_pk, summary)
 
@@ -428,6 +515,15 @@ class Pipeline:
             with self.store.transaction() as tx:
                 outcome = reconcile_report(tx, report_id, now=self.clock.now())
             summary.reports[outcome] += 1
+
+
+def _validated_with(tx: Tx, invoices: list[Invoice]) -> str:
+    """The XSDs and rule sets that validated a flow's invoices, each once (JSON)."""
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for validation_set in tx.validation_sets(i.validation_set_id for i in invoices if i.validation_set_id):
+        for artefact in json.loads(validation_set.artefacts):
+            seen.setdefault((artefact["kind"], artefact["name"], artefact["sha256"]), artefact)
+    return json.dumps([seen[key] for key in sorted(seen)], ensure_ascii=False)
 
 
 def _finding_reason(where: str, finding: Finding) -> str:

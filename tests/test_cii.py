@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import re
@@ -156,6 +157,8 @@ def test_every_chorus_term_reaches_the_cii_and_passes_en16931(
     [invoice] = list(read_csv_export(path, CsvOptions()))
     assert isinstance(invoice, ExportedInvoice), invoice
     invoice = dataclasses.replace(invoice, type_code=type_code)
+    if type_code == "381":  # Chorus Pro takes no payment means on a credit note (DOMAIN.md §3)
+        invoice = dataclasses.replace(invoice, payment_means=None, iban=None)
     payload = cii(invoice)
     assert validate_invoice(payload) == []
     assert [f for f in failed_asserts(schematron, payload) if f[1] == "fatal"] == []
@@ -402,7 +405,9 @@ def test_a_cii_invoice_in_a_ubl_flow_is_rejected(tmp_path: Path) -> None:
 
 
 
-def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path) -> None:
+def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path, corpus: Path) -> None:
+    """Without a CII EN 16931 rule set the channel takes in nothing (fail closed, with
+    an alert); once the CEN release is registered the same export goes through."""
     env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
     site = tmp_path / "site"
     gateway("init", str(site), env=env)
@@ -414,11 +419,27 @@ def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path) -> None:
     config.write_text(changed)
     manifest = write_sample_export(site / "inbox" / "erp" / "export.csv", 12, with_errors=True, number_prefix="CII")
 
+    blocked = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env)
+    summary = json.loads(blocked.stdout)
+    assert summary["files"] == {} and summary["flows_sent"] == []
+    [alert] = [json.loads(line) for line in blocked.stderr.splitlines() if "alert.validator_unhealthy" in line]
+    assert alert["channel"] == "erp" and "no EN 16931 rule set for CII" in alert["reason"]
+    assert (site / "inbox" / "erp" / "export.csv").is_file()  # waiting, not lost
+
+    added = gateway("--config", str(config), "rules", "add", str(corpus / "schematron/en16931/cii/xslt"), env=env)
+    assert "registered en16931 for CII" in added.stdout
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert len(summary["flows_sent"]) == 1
 
     [flow] = json.loads(gateway("--config", str(config), "flows", "list", "--json", env=env).stdout)
     assert flow["interface"] == "FSO1106A" and flow["file_name"].startswith("FSO1106A_")
+    cen_rules = corpus / "schematron/en16931/cii/xslt/EN16931-CII-validation.xslt"
+    recorded = {a["kind"]: a for a in flow["validated_with"]}
+    assert set(recorded) == {"xsd", "schematron:en16931"}
+    assert recorded["xsd"]["name"] == "Factur-X_EN16931.xsd" and len(recorded["xsd"]["sha256"]) == 64
+    assert recorded["schematron:en16931"]["name"] == cen_rules.name
+    assert recorded["schematron:en16931"]["sha256"] == hashlib.sha256(cen_rules.read_bytes()).hexdigest()
+    assert recorded["schematron:en16931"]["version"] == "1.3.16"
     assert flow["status"] == "partially_integrated"
     fates = Counter(manifest.expected.values())
     assert (flow["integrated"], flow["rejected"]) == (fates["integrated"], fates["rejected"])

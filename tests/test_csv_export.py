@@ -34,6 +34,7 @@ INPUTS_DOC = PROJECT / "docs" / "inputs.md"
 SUPPLIER = "40483304800022"  # Luhn-valid, as in gateway/intake/sample.py
 BAD_SUPPLIER = "40483304800023"  # the same with a wrong Luhn key
 BUYER = "11000000700010"  # in the sandbox's directory of public structures
+SUPPLIER_VAT = "FR" + f"{(12 + 3 * (404833048 % 97)) % 97:02d}" + "404833048"
 
 COLUMNS = (
     "invoice_number",
@@ -44,6 +45,7 @@ COLUMNS = (
     "cadre",
     "supplier_siret",
     "supplier_name",
+    "supplier_vat",
     "supplier_country",
     "buyer_siret",
     "buyer_name",
@@ -76,6 +78,8 @@ def row(number: str, delimiter: str = ";", **values: str) -> str:
         "issue_date": "2026-11-02",
         "supplier_siret": SUPPLIER,
         "supplier_name": "Fournitures Exemplaires SAS",
+        # EN 16931 BR-S-02: standard-rated lines need the seller's VAT number.
+        "supplier_vat": SUPPLIER_VAT,
         "buyer_siret": BUYER,
         "buyer_name": "Ministère de l'Exemple",
         "item_name": "Ramettes papier A4",

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 
+from gateway.errors import StoreError
 from gateway.intake.sample import write_sample_export
 from gateway.sandbox.directory import UNLISTED_BUYER_SIRET
 from gateway.store import Store, db
@@ -132,8 +133,11 @@ def test_daemon_processes_a_dropped_file_and_stops_on_sigterm(tmp_path: Path) ->
         deadline = time.monotonic() + 60
         statuses: list[str] = []
         while time.monotonic() < deadline:
-            with store.transaction() as tx:
-                statuses = [i.status for i in tx.list_invoices()]
+            try:
+                with store.transaction() as tx:
+                    statuses = [i.status for i in tx.list_invoices()]
+            except StoreError:  # the daemon has not created its schema yet
+                statuses = []
             if statuses and all(s == "integrated" for s in statuses):
                 break
             time.sleep(0.3)

@@ -678,8 +678,13 @@ def test_amounts_are_right_to_the_cent_where_rounding_matters(
 def test_a_credit_note_is_a_ubl_credit_note_that_passes_en16931(
     full_invoice: ExportedInvoice, en16931: Callable[[bytes], list[FailedAssert]]
 ) -> None:
-    """381 → CreditNote (EN 16931 allows 381 only there, BR-CL-01), and it reads back whole."""
-    credit_note = replace(full_invoice, type_code="381")
+    """381 → CreditNote (EN 16931 allows 381 only there, BR-CL-01), and it reads back whole.
+
+    Chorus Pro takes no payment means on a credit note (DOMAIN.md §3), hence none here
+    and, as UBL has BT-9 only inside the payment means, no due date either."""
+    with_payment = replace(full_invoice, type_code="381")
+    assert {f.rule_id for f in validate_invoice(map_invoice(with_payment))} == {"CHORUS-CREDIT-NOTE-PAYMENT-MEANS"}
+    credit_note = replace(with_payment, payment_means=None, iban=None, due_date=None)
     ubl = map_invoice(credit_note)
     assert etree.QName(etree.fromstring(ubl)).localname == "CreditNote"
     assert is_valid(validate_invoice(ubl))
@@ -690,7 +695,7 @@ def test_a_credit_note_is_a_ubl_credit_note_that_passes_en16931(
 def test_a_partner_may_take_credit_notes_as_invoices_of_type_381(full_invoice: ExportedInvoice) -> None:
     """Chorus Pro's UBL profile reads a credit note as Invoice/381 (DOMAIN.md §1): XSD-valid,
     same business terms; EN 16931 itself refuses it (BR-CL-01), hence a per-partner choice."""
-    credit_note = replace(full_invoice, type_code="381")
+    credit_note = replace(full_invoice, type_code="381", payment_means=None, iban=None, due_date=None)
     ubl = map_invoice(credit_note, credit_note_as_invoice=True)
     assert etree.QName(etree.fromstring(ubl)).localname == "Invoice"
     assert is_valid(validate_invoice(ubl))

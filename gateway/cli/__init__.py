@@ -111,14 +111,17 @@ def run(state: State, once: bool) -> None:
     _refuse_unavailable(config)
     store = state.store()
     pipeline = Pipeline(config=config, store=store, clock=SystemClock())
-    if once:
-        summary = pipeline.run_pass()
-        click.echo(json.dumps(_summary_dict(summary)))
-        return
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    run_forever(pipeline, stop)
+    try:
+        if once:
+            summary = pipeline.run_pass()
+            click.echo(json.dumps(_summary_dict(summary)))
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        run_forever(pipeline, stop)
+    finally:
+        pipeline.close()
 
 
 @cli.command()
@@ -200,6 +203,10 @@ cli.add_command(map_command)
 from gateway.cli.validate import validate_command  # noqa: E402
 
 cli.add_command(validate_command)
+
+from gateway.cli.rules import rules_group  # noqa: E402
+
+cli.add_command(rules_group)
 
 
 def main() -> None:

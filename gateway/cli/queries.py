@@ -55,10 +55,19 @@ def flows_list(state: State, status: str | None, as_json: bool) -> None:
                 "size": f.size,
                 "sent_at": f.sent_at,
                 "reason": f.reason,
+                "validated_with": _validated_with(f.validated_with, as_json),
             }
             for f in tx.list_flows(status=status)
         ]
     _emit(rows, as_json, "Flows")
+
+
+def _validated_with(recorded: str | None, as_json: bool) -> Any:
+    """The XSDs and rule sets that validated a flow: in full as JSON, by name and version in a table."""
+    artefacts = json.loads(recorded) if recorded else []
+    if as_json:
+        return artefacts
+    return ", ".join(f"{a['name']} {a['version']}" for a in artefacts)
 
 
 @click.group("invoices")

