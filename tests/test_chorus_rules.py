@@ -356,7 +356,10 @@ DIRECTORY_CASES = {
                                   [("CHORUS-SERVICE-INACTIVE", ERROR)]),
     "service-required-unknown": ("21750001600019", {"service_code": "SERV-AUTRE"},
                                  [("CHORUS-SERVICE-UNKNOWN", ERROR)]),
-    "service-not-required-unknown": (BUYER, {"service_code": "SERV-AUTRE"}, [("CHORUS-SERVICE-UNKNOWN", ERROR)]),
+    "service-not-required-unknown": ("13002526500013", {"service_code": "SERV-AUTRE"},
+                                     [("CHORUS-SERVICE-UNKNOWN", ERROR)]),
+    # Imported without its services: the code cannot be checked, so it is taken as given.
+    "services-not-imported": (BUYER, {"service_code": "SERV-AUTRE"}, []),
     "commitment-required-given": ("26750000700013", {}, []),
     "commitment-required-missing": ("26750000700013", {"commitment_number": None},
                                     [("CHORUS-COMMITMENT-REQUIRED", ERROR)]),

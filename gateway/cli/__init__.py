@@ -204,6 +204,10 @@ from gateway.cli.validate import validate_command  # noqa: E402
 
 cli.add_command(validate_command)
 
+from gateway.cli.directory import directory_group  # noqa: E402
+
+cli.add_command(directory_group)
+
 from gateway.cli.rules import rules_group  # noqa: E402
 
 cli.add_command(rules_group)

@@ -418,7 +418,12 @@ def _services(entry: DirectoryEntry) -> str:
 
 
 def _service_findings(entry: DirectoryEntry, service: str, location: str, who: str) -> list[Finding]:
-    """A service code given must be an active service of the structure, required or not."""
+    """A service code given must be an active service of the structure, required or not.
+
+    A structure imported without its services (``gateway directory import`` without
+    ``--services``) cannot say: the code is then taken as given."""
+    if not entry.services:
+        return []
     if service not in entry.services:
         return [_finding("CHORUS-SERVICE-UNKNOWN", Severity.ERROR, location,
                          f"the service code (BT-10) {service!r} is not a service of {who}; "
