@@ -400,3 +400,41 @@ def test_a_directory_of_100000_structures_imports_in_reasonable_time(tmp_path: P
     with site.transaction() as tx:
         assert tx.directory_size() == 100_000
     assert elapsed < 20, elapsed
+
+
+def test_gateway_validate_reads_the_imported_directory(tmp_path: Path) -> None:
+    """The directory's requirements reach the Chorus rules: the sample buyer requires a
+    service code, and only its active services pass."""
+    from lxml import etree
+
+    from gateway.domain import Syntax
+    from gateway.validation_gate import reference_invoice
+
+    CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    gateway(*data, "directory", "import", str(EXAMPLES / "structures.csv"), "--services",
+            str(EXAMPLES / "services.csv"))
+    document = reference_invoice(Syntax.UBL)
+    assert b"<cbc:BuyerReference>" not in document and b">11000000700010<" in document
+
+    def validate(service: str | None) -> tuple[int, set[str]]:
+        root = etree.fromstring(document)
+        if service is not None:  # BT-10 comes right after the currency in UBL's sequence
+            currency = root.find(f"{{{CBC}}}DocumentCurrencyCode")
+            reference = etree.Element(f"{{{CBC}}}BuyerReference")
+            reference.text = service
+            currency.addnext(reference)
+        payload = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        path = tmp_path / f"invoice-{service}.xml"
+        path.write_bytes(payload)
+        result = gateway(*data, "validate", "--format", "json", str(path), check=False)
+        [report] = json.loads(result.stdout)
+        return result.returncode, {f["rule_id"] for f in report["findings"]}
+
+    assert validate(None) == (1, {"CHORUS-SERVICE-REQUIRED"})
+    assert validate("ANCIEN") == (1, {"CHORUS-SERVICE-INACTIVE"})
+    assert validate("COMPTA") == (0, set())
+    # Without the store, the same file passes: no directory, no directory rule.
+    plain = gateway("validate", str(tmp_path / "invoice-None.xml"), check=False)
+    assert plain.returncode == 0, plain.stdout

