@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +30,11 @@ DEFAULT_DATA_DIR = "gateway-data"
 TRANSPORT_KINDS = ("local", "sftp", "as2")
 #: Transports this version can run; the others are accepted in the file but refused by
 #: ``config check`` so that nobody believes a flow went out over them.
-AVAILABLE_TRANSPORTS = ("local",)
+AVAILABLE_TRANSPORTS = ("local", "sftp")
 # DOMAIN.md §1: partner codes look like AAA999 (3–8 characters).
 _PARTNER_CODE = re.compile(r"^[A-Z0-9]{3,8}$")
 DEFAULT_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.tar.gz"
+XML_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.xml"
 _TEMPLATE_FIELDS = {"interface", "partner_code", "flow_id", "partner"}
 
 
@@ -80,6 +82,34 @@ class Partner:
     max_attempts: int = 5
     #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote.
     credit_note_as_invoice: bool = False
+    #: "tar.gz": one XML per invoice in a tar.gz lot; "xml": one invoice per flow, sent
+    #: as the XML file itself.
+    packaging: str = "tar.gz"
+    #: Retries: the n-th failed attempt waits initial × 2^(n-1) seconds (± 20 % jitter),
+    #: at most retry_max_seconds; after max_attempts the flow is failed.
+    retry_initial_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    #: Network timeout of one connection or request, in seconds.
+    timeout_seconds: float = 60.0
+    #: SFTP: remote directories (relative to the login directory).
+    remote_outbound_dir: str = "."
+    remote_inbound_dir: str = "reports"
+    #: Where a picked-up report is moved remotely; empty: deleted.
+    remote_done_dir: str | None = None
+    #: AS2: identities, MDN mode ("sync" or "async"), the URL our endpoint answers async
+    #: MDNs on, and compression (RFC 5402).
+    as2_from: str | None = None
+    as2_to: str | None = None
+    mdn: str = "sync"
+    mdn_url: str | None = None
+    compress: bool = False
+    #: Hours within which a sent flow's integration report is expected.
+    report_deadline_hours: float = 4.0
+
+    def credential(self, name: str) -> Path | None:
+        """The file named by ``[partners.X.credentials] name`` (never a secret inline)."""
+        value = self.credentials.get(name)
+        return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -291,8 +321,14 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
             "must be the Chorus Pro partner code, 3 to 8 capital letters or digits (e.g. AAA123)",
             key=section.key("partner_code"),
         )
-    template = section.get("file_name_template", str, DEFAULT_FILE_NAME_TEMPLATE)
+    layout = section.data.get("packaging", "tar.gz")
+    default_template = XML_FILE_NAME_TEMPLATE if layout == "xml" else DEFAULT_FILE_NAME_TEMPLATE
+    template = section.get("file_name_template", str, default_template)
     _check_template(template, section.key("file_name_template"))
+    # The flow's bytes are read back by their name's suffix (pipeline.outbox.flow_archive).
+    if (layout == "xml") == template.endswith(".tar.gz"):
+        expected = ".xml" if layout == "xml" else ".tar.gz"
+        raise ConfigError(f"must end with {expected} for packaging = {layout!r}", key=section.key("file_name_template"))
     outbound = section.get("outbound_dir", str, None)
     inbound = section.get("inbound_dir", str, None)
     if transport == "local":
@@ -306,6 +342,10 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
     for key, value in credentials.data.items():
         if not isinstance(value, str):
             raise ConfigError("must be a file path (string)", key=credentials.key(key))
+        if key not in CREDENTIALS.get(transport, ()):
+            known = ", ".join(CREDENTIALS.get(transport, ())) or "none"
+            raise ConfigError(f"unknown credential for the {transport} transport (known: {known})",
+                              key=credentials.key(key))
     partner = Partner(
         name=name,
         transport=transport,
@@ -319,9 +359,70 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
         max_flow_bytes=_positive(section, "max_flow_bytes", 1_000_000_000),
         max_attempts=_positive(section, "max_attempts", 5),
         credit_note_as_invoice=section.get("credit_note_as_invoice", bool, False),
+        **_wire_settings(section, transport),
     )
     section.done()
     return partner
+
+
+#: Credential files each transport reads (``[partners.X.credentials]``).
+CREDENTIALS = {
+    "local": (),
+    "sftp": ("known_hosts", "private_key", "passphrase_file", "password_file"),
+    "as2": ("own_key", "own_cert", "partner_cert", "ca_file"),
+}
+
+
+def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
+    """Packaging, retries and the settings of the sftp and as2 transports."""
+    packaging = section.get("packaging", str, "tar.gz")
+    if packaging not in ("tar.gz", "xml"):
+        raise ConfigError("must be tar.gz or xml", key=section.key("packaging"))
+    mdn = section.get("mdn", str, "sync")
+    if mdn not in ("sync", "async"):
+        raise ConfigError("must be sync or async", key=section.key("mdn"))
+    settings: dict[str, Any] = {
+        "packaging": packaging,
+        "retry_initial_seconds": float(_positive(section, "retry_initial_seconds", 60.0, float)),
+        "retry_max_seconds": float(_positive(section, "retry_max_seconds", 3600.0, float)),
+        "timeout_seconds": float(_positive(section, "timeout_seconds", 60.0, float)),
+        "remote_outbound_dir": section.get("remote_outbound_dir", str, "."),
+        "remote_inbound_dir": section.get("remote_inbound_dir", str, "reports"),
+        "remote_done_dir": section.get("remote_done_dir", str, "") or None,
+        "as2_from": section.get("as2_from", str, None),
+        "as2_to": section.get("as2_to", str, None),
+        "mdn": mdn,
+        "mdn_url": section.get("mdn_url", str, None),
+        "compress": section.get("compress", bool, False),
+        "report_deadline_hours": float(_positive(section, "report_deadline_hours", 4.0, float)),
+    }
+    if transport == "sftp":
+        url = urlsplit(section.data.get("endpoint") or "")
+        if url.scheme != "sftp" or not url.hostname or not url.username:
+            raise ConfigError("must read sftp://user@host[:port]", key=section.key("endpoint"))
+        if "known_hosts" not in section.data.get("credentials", {}):
+            raise ConfigError("is required for sftp: the server's host key is pinned from it, never learnt",
+                              key=section.key("credentials.known_hosts"))
+    if transport == "as2":
+        for key in ("as2_from", "as2_to"):
+            if not settings[key]:
+                raise ConfigError("is required for the as2 transport", key=section.key(key))
+        if mdn == "async" and not settings["mdn_url"]:
+            raise ConfigError('is required with mdn = "async": the URL of `gateway serve`',
+                              key=section.key("mdn_url"))
+        _check_as2(section)
+    return settings
+
+
+def _check_as2(section: _Section) -> None:
+    """The partner's AS2 URL and the three credential files AS2 cannot work without."""
+    url = urlsplit(section.data.get("endpoint") or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError("must be the partner's AS2 URL, http(s)://host[:port]/path", key=section.key("endpoint"))
+    for name in ("own_key", "own_cert", "partner_cert"):
+        if name not in section.data.get("credentials", {}):
+            raise ConfigError("is required for as2: our signing and decryption key, our certificate, the "
+                              "partner's certificate (PEM files)", key=section.key(f"credentials.{name}"))
 
 
 def _check_template(template: str, key: str) -> None:

@@ -79,9 +79,20 @@ class PackagingError(GatewayError):
 class TransportError(GatewayError):
     """A flow or a report could not cross the wire."""
 
-    def __init__(self, message: str, *, peer: str | None = None, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        peer: str | None = None,
+        retryable: bool = True,
+        request: bytes | None = None,
+        response: bytes | None = None,
+    ) -> None:
         self.peer = peer
         self.retryable = retryable
+        #: What was sent and answered before it failed, kept as evidence (AS2).
+        self.request = request
+        self.response = response
         super().__init__(f"{peer}: {message}" if peer else message)
 
 

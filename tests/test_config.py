@@ -73,8 +73,17 @@ def test_a_wrong_value_is_reported_with_its_key(tmp_path: Path, edit, key, reaso
     assert reason in caught.value.message
 
 
-def test_a_transport_this_version_cannot_run_is_a_problem(tmp_path: Path) -> None:
-    text = STARTER_CONFIG.replace('transport = "local"', 'transport = "sftp"\nendpoint = "sftp.example:22"')
-    config = load_config(_write(tmp_path, text), env={})
-    [problem] = availability_problems(config)
-    assert problem.key == "partners.sandbox.transport"
+def test_an_sftp_partner_needs_a_user_a_host_and_a_pinned_host_key(tmp_path: Path) -> None:
+    sftp = STARTER_CONFIG.replace('transport = "local"', 'transport = "sftp"\nendpoint = "sftp.example:22"')
+    with pytest.raises(ConfigError) as bad_endpoint:
+        load_config(_write(tmp_path, sftp), env={})
+    assert bad_endpoint.value.key == "partners.sandbox.endpoint" and "sftp://user@host" in bad_endpoint.value.message
+    sftp = sftp.replace('"sftp.example:22"', '"sftp://aife@sftp.example:2222"')
+    with pytest.raises(ConfigError) as no_known_hosts:
+        load_config(_write(tmp_path, sftp), env={})
+    assert no_known_hosts.value.key == "partners.sandbox.credentials.known_hosts"
+    pinned = sftp.replace("[channels.erp]", '[partners.sandbox.credentials]\nknown_hosts = "keys/known_hosts"\n\n'
+                          "[channels.erp]")
+    config = load_config(_write(tmp_path, pinned), env={})
+    assert config.partners["sandbox"].credential("known_hosts") == tmp_path / "keys" / "known_hosts"
+    assert availability_problems(config) == []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 
-from gateway.clock import SystemClock
+from gateway.clock import FixedClock, SystemClock
 from gateway.config import Config, default_config, ensure_layout
 from gateway.domain import FlowStatus
 from gateway.intake.sample import write_sample_export
@@ -77,7 +78,11 @@ def test_attempt_interrupted_before_deposit_is_retried_once(config: Config, stor
     pipeline, flow = _packed_flow(config, store)
     _crash_during_send(pipeline, store, flow, deposited=False)
 
-    Pipeline(config=config, store=store, clock=SystemClock()).run_pass()
+    clock = FixedClock(datetime.now(UTC))
+    restarted = Pipeline(config=config, store=store, clock=clock)
+    assert restarted.run_pass().flows_sent == []  # settled as failed; the retry waits its backoff
+    clock.advance(timedelta(seconds=config.partners["sandbox"].retry_initial_seconds * 1.2))
+    assert restarted.run_pass().flows_sent == [flow.flow_id]
 
     outbound = config.partners["sandbox"].outbound_dir
     delivered = outbound / flow.file_name
@@ -105,13 +110,22 @@ def test_unreachable_partner_is_retried_then_failed_with_an_alert(config: Config
     config = dataclasses.replace(config, partners={"sandbox": partner})
     pipeline, flow = _packed_flow(config, store)
 
+    clock = FixedClock(datetime.now(UTC))
+    pipeline.clock = clock
     with structlog.testing.capture_logs() as logs:
         first = PassSummary()
         pipeline.send(partner, first)
+        with store.transaction() as tx:
+            due = tx.find_flow(flow.flow_id).next_attempt_at
+            waits = (due.replace(tzinfo=due.tzinfo or UTC) - clock.now()).total_seconds()  # SQLite drops the zone
+        assert 0.8 * partner.retry_initial_seconds <= waits <= 1.2 * partner.retry_initial_seconds  # jitter
+        early = PassSummary()
+        pipeline.send(partner, early)  # before the backoff: no attempt
+        clock.advance(timedelta(seconds=waits + 1))
         second = PassSummary()
         pipeline.send(partner, second)
 
-    assert first.flows_failed == [] and second.flows_failed == [flow.flow_id]
+    assert first.flows_failed == [] and early.flows_failed == [] and second.flows_failed == [flow.flow_id]
     with store.transaction() as tx:
         row = tx.find_flow(flow.flow_id)
         assert row.status == FlowStatus.FAILED.value

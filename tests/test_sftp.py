@@ -135,7 +135,7 @@ def test_deposit_arrives_byte_identical_under_its_final_name(sshd_server: SftpLa
     lab = sshd_server
     data = os.urandom(300_000 + 17)
     with lab.transport(key_file=getattr(lab.keys, key)) as client:
-        receipt = client.deposit("FLOW_0001.zip", data)
+        receipt = client.deposit("FLOW_0001.zip", data).receipt
     assert (lab.outbound / "FLOW_0001.zip").read_bytes() == data
     assert sorted(os.listdir(lab.outbound)) == ["FLOW_0001.zip"]  # no temporary left behind
     assert f"{lab.outbound}/FLOW_0001.zip" in receipt
@@ -185,7 +185,7 @@ def test_connection_cut_during_upload_leaves_no_final_file_and_the_next_attempt_
     assert not (lab.outbound / "BIG.zip").exists()
     assert not transport.connected  # dropped, so the next call reconnects
 
-    receipt = transport.deposit("BIG.zip", data)
+    receipt = transport.deposit("BIG.zip", data).receipt
     assert (lab.outbound / "BIG.zip").read_bytes() == data
     assert sorted(os.listdir(lab.outbound)) == ["BIG.zip"]
     assert f"size={len(data)}" in receipt
@@ -234,7 +234,7 @@ def test_server_extensions_are_used(transport: SftpTransport) -> None:
 
 
 def test_empty_flow(sshd_server: SftpLab, transport: SftpTransport) -> None:
-    receipt = transport.deposit("EMPTY.zip", b"")
+    receipt = transport.deposit("EMPTY.zip", b"").receipt
     assert (sshd_server.outbound / "EMPTY.zip").read_bytes() == b""
     assert "size=0 " in receipt
 
@@ -281,7 +281,7 @@ def test_plain_rename_when_posix_rename_is_missing(sshd_server: SftpLab, transpo
     transport.deposit("NEW.zip", b"new flow")
     assert (outbound / "NEW.zip").read_bytes() == b"new flow"
 
-    receipt = transport.deposit("NEW.zip", b"NEW FLOW")  # same size: an earlier attempt got through
+    receipt = transport.deposit("NEW.zip", b"NEW FLOW").receipt  # same size: an earlier attempt got through
     assert "already delivered" in receipt
     assert (outbound / "NEW.zip").read_bytes() == b"new flow"
 

@@ -208,6 +208,7 @@ from gateway.cli.directory import directory_group  # noqa: E402
 
 cli.add_command(directory_group)
 
+from gateway.cli import operations  # noqa: E402, F401  (adds `flows retry`)
 from gateway.cli.rules import rules_group  # noqa: E402
 
 cli.add_command(rules_group)

@@ -5,11 +5,13 @@ the same bytes under the same name. Writing the archive is the pipeline's job.
 """
 
 from gateway.packaging.flow import (
+    LAYOUTS,
     build_archive,
     flow_file_name,
     make_flow_id,
     member_name,
+    pack_flow,
     plan_flows,
 )
 
-__all__ = ["build_archive", "flow_file_name", "make_flow_id", "member_name", "plan_flows"]
+__all__ = ["LAYOUTS", "build_archive", "flow_file_name", "make_flow_id", "member_name", "pack_flow", "plan_flows"]

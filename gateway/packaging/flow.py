@@ -71,6 +71,23 @@ def build_archive(members: Sequence[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
+#: How a flow is written: a tar.gz lot of XML files, or one XML file sent as it is.
+LAYOUTS = ("tar.gz", "xml")
+
+
+def pack_flow(layout: str, members: Sequence[tuple[str, bytes]]) -> bytes:
+    """The bytes of a flow: reproducible from the same members, whatever the layout.
+
+    >>> pack_flow("xml", [("0001_F-1.xml", b"<Invoice/>")])
+    b'<Invoice/>'
+    """
+    if layout == "xml":
+        if len(members) != 1:
+            raise PackagingError(f"an XML flow holds exactly one invoice, not {len(members)}")
+        return members[0][1]
+    return build_archive(members)
+
+
 def plan_flows(items: Sequence[tuple[T, int]], *, max_invoices: int, max_bytes: int) -> list[list[T]]:
     """Split (item, size) pairs, in order, into flows within the partner's limits.
 

@@ -45,9 +45,10 @@ from gateway.validation.xsd import UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
 
 #: ``{interface}_{partner}_{flow_id}.tar.gz``: 8, 6 and 25 characters (DOMAIN.md §1).
 FLOW_NAME = re.compile(
-    r"(?P<interface>[A-Z]{3}[0-9]{4}[A-Z])_(?P<partner>[A-Za-z0-9]{6})_(?P<flow_id>[A-Za-z0-9]{25})\.tar\.gz"
+    r"(?P<interface>[A-Z]{3}[0-9]{4}[A-Z])_(?P<partner>[A-Za-z0-9]{6})_(?P<flow_id>[A-Za-z0-9]{25})"
+    r"(?P<layout>\.tar\.gz|\.xml)"
 )
-_LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.+?)(?:\.tar\.gz)?")
+_LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.+?)(?:\.tar\.gz|\.xml)?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Interfaces the sandbox understands: those whose invoices ``validate_invoice`` reads.
 # The simulator reads the E1 flows a channel can send; E2 flows (CPP, Factur-X) come later.
@@ -194,7 +195,8 @@ def process_flow(
         raise ValueError("process_flow needs a timezone-aware 'now'")
     try:
         interface, flow_id = _check_name(file_name, settings)
-        members = _read_members(archive, settings)
+        # A flow named .xml is one invoice sent as itself; .tar.gz is a lot.
+        members = [(file_name, archive)] if file_name.endswith(".xml") else _read_members(archive, settings)
     except _FlowRefused as refused:
         interface, flow_id = _loose_name(file_name)
         return _refused_flow(file_name, interface, flow_id, refused, settings, now)
@@ -217,7 +219,7 @@ def _check_name(file_name: str, settings: SandboxSettings) -> tuple[str, str]:
     if match is None:
         raise _FlowRefused(
             CODE_FILE_NAME,
-            f"the file name {file_name!r} is not {{interface}}_{{partner}}_{{flow_id}}.tar.gz "
+            f"the file name {file_name!r} is not {{interface}}_{{partner}}_{{flow_id}}.tar.gz (or .xml) "
             "(8, 6 and 25 letters or digits)",
         )
     if match["partner"] != settings.partner_code:
@@ -234,7 +236,7 @@ def _loose_name(file_name: str) -> tuple[str | None, str]:
     """Best-effort interface and flow id of a refused file, to name and key the report."""
     match = FLOW_NAME.fullmatch(file_name) or _LOOSE_NAME.fullmatch(file_name)
     if match is None:
-        stem = file_name.removesuffix(".tar.gz")
+        stem = file_name.removesuffix(".tar.gz").removesuffix(".xml")
         return None, _UNSAFE.sub("_", stem) or "unnamed"
     interface = match["interface"] if re.fullmatch(r"[A-Z]{3}[0-9]{4}[A-Z]", match["interface"]) else None
     return interface, _UNSAFE.sub("_", match["flow_id"]) or "unnamed"

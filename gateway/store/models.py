@@ -125,6 +125,8 @@ class Flow(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: After a failed attempt: not before this time (exponential backoff with jitter).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class FlowMember(Base):
@@ -153,6 +155,11 @@ class Transmission(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: AS2: the Message-ID, the raw request as sent and the raw MDN, kept for every
+    #: attempt, failed ones included.
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    request_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    response_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Report(Base):
@@ -267,3 +274,21 @@ class StructureService(Base):
     code: Mapped[str] = mapped_column(String(100))
     name: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean)
+
+
+class InboundMessage(Base):
+    """A message a partner sent to ``gateway serve`` (AS2 report or asynchronous MDN),
+    kept raw before anything is made of it, whatever became of it."""
+
+    __tablename__ = "inbound_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+    kind: Mapped[str] = mapped_column(String(20))  #: message | mdn | unknown
+    partner: Mapped[str | None] = mapped_column(String(100))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    headers: Mapped[str] = mapped_column(Text)  #: JSON object, as received
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    outcome: Mapped[str] = mapped_column(String(20))  #: accepted | refused
+    error: Mapped[str | None] = mapped_column(Text)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    transmission_id: Mapped[int | None] = mapped_column(ForeignKey("transmissions.id"))

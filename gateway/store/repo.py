@@ -22,6 +22,7 @@ from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
 from gateway.errors import StoreError
 from gateway.store import db
 from gateway.store.reference import ReferenceData
+from gateway.store.wire import WireEvidence
 from gateway.store.models import (
     AuditEvent,
     Counter,
@@ -73,7 +74,7 @@ class Store:
         self.engine.dispose()
 
 
-class Tx(ReferenceData):
+class Tx(ReferenceData, WireEvidence):
     """Named reads and writes within one transaction."""
 
     def __init__(self, session: Session) -> None:
@@ -356,9 +357,14 @@ class Tx(ReferenceData):
     def start_transmission(self, flow: Flow, *, transport: str, remote_name: str, now: datetime) -> Transmission:
         """Record an attempt as in progress; written before the bytes leave."""
         flow.attempts += 1
+        # Numbered over the flow's whole history: `gateway flows retry` restarts
+        # flow.attempts (the count towards max_attempts), not the numbering.
+        previous = self.session.scalar(
+            select(func.count(Transmission.id)).where(Transmission.flow_pk == flow.id)
+        ) or 0
         attempt = Transmission(
             flow_pk=flow.id,
-            attempt=flow.attempts,
+            attempt=previous + 1,
             transport=transport,
             remote_name=remote_name,
             outcome="in_progress",
@@ -377,11 +383,19 @@ class Tx(ReferenceData):
         now: datetime,
         receipt: str | None = None,
         error: str | None = None,
+        message_id: str | None = None,
+        request: bytes | None = None,
+        response: bytes | None = None,
     ) -> None:
+        """Settle an attempt; the evidence given is kept, and evidence already kept (an
+        asynchronous MDN stored by ``gateway serve``) is not overwritten by None."""
         attempt.outcome = outcome
         attempt.receipt = receipt
         attempt.error = error
         attempt.ended_at = now
+        attempt.message_id = message_id or attempt.message_id
+        attempt.request_raw = request if request is not None else attempt.request_raw
+        attempt.response_raw = response if response is not None else attempt.response_raw
 
     def transmissions_in_progress(self) -> Sequence[tuple[Transmission, Flow]]:
         rows = self.session.execute(

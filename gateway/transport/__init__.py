@@ -5,6 +5,6 @@ sees a partial file. Only modules of this package touch the network or a partner
 directories.
 """
 
-from gateway.transport.base import Transport, open_transport
+from gateway.transport.base import Delivery, Transport, open_transport
 
-__all__ = ["Transport", "open_transport"]
+__all__ = ["Delivery", "Transport", "open_transport"]

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from gateway.errors import TransportError
+from gateway.transport.base import Delivery
 
 TEMP_PREFIX = "."
 TEMP_SUFFIXES = (".part", ".tmp")
@@ -37,14 +38,14 @@ class LocalTransport:
         self.done_dir = inbound_dir / "done"
         self.peer = peer
 
-    def deposit(self, name: str, data: bytes) -> str:
+    def deposit(self, name: str, data: bytes) -> Delivery:
         target = self.outbound_dir / name
         try:
             self.outbound_dir.mkdir(parents=True, exist_ok=True)
             write_atomically(target, data)
         except OSError as exc:
             raise TransportError(f"cannot write {target}: {exc.strerror}", peer=self.peer) from exc
-        return f"{target} size={len(data)} sha256={hashlib.sha256(data).hexdigest()}"
+        return Delivery(f"{target} size={len(data)} sha256={hashlib.sha256(data).hexdigest()}")
 
     def remote_size(self, name: str) -> int | None:
         target = self.outbound_dir / name
@@ -69,3 +70,6 @@ class LocalTransport:
             shutil.move(str(self.inbound_dir / name), str(self.done_dir / name))
         except OSError as exc:
             raise TransportError(f"cannot move {name} to {self.done_dir}: {exc.strerror}", peer=self.peer) from exc
+
+    def close(self) -> None:
+        """Nothing to release: no connection."""

@@ -59,6 +59,7 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 
 from gateway.errors import TransportError
+from gateway.transport.base import Delivery
 from gateway.transport.local import TEMP_PREFIX, is_temporary
 
 #: SFTP read/write request size when the server does not announce its limits (the protocol's minimum).
@@ -331,10 +332,10 @@ class SftpTransport:
 
     # -- the Transport protocol ---------------------------------------------------
 
-    def deposit(self, name: str, data: bytes) -> str:
+    def deposit(self, name: str, data: bytes) -> Delivery:
         """Upload ``data`` as ``.NAME.part``, check its size, then rename it to ``NAME`` in one step.
 
-        Returns a receipt naming the server, the remote path, the size and the SHA-256.
+        Returns the evidence: a receipt naming the server, the remote path, the size and the SHA-256.
         The data is sent in slices of the given bytes (no copy of the whole flow is made).
         """
         _check_name(name, self.peer)
@@ -355,7 +356,7 @@ class SftpTransport:
         where = final if final.startswith("/") else f"/~/{final}"  # a relative path is under the login's home
         url = f"sftp://{self.settings.username}@{self.settings.address}{where}"
         receipt = f"{url} size={size} sha256={digest.hexdigest()}"
-        return f"{receipt} {note}" if note else receipt
+        return Delivery(f"{receipt} {note}" if note else receipt)
 
     def remote_size(self, name: str) -> int | None:
         _check_name(name, self.peer)

@@ -1,0 +1,35 @@
+"""Commands that change what the gateway will do: the operator's hand on the outbox."""
+
+from __future__ import annotations
+
+import click
+import structlog
+
+from gateway.cli.queries import flows_group
+from gateway.cli.state import State, pass_state
+from gateway.clock import SystemClock
+from gateway.domain import FlowStatus
+from gateway.errors import GatewayError
+
+log = structlog.get_logger(__name__)
+
+
+@flows_group.command("retry")
+@click.argument("flow_ids", metavar="FLOW_ID...", nargs=-1, required=True)
+@pass_state
+def flows_retry(state: State, flow_ids: tuple[str, ...]) -> None:
+    """Send failed flows again at the next pass (same bytes, same name), with a fresh
+    count of attempts: once the cause (host key, credentials, partner down) is fixed."""
+    now = SystemClock().now()
+    with state.store().transaction() as tx:
+        for flow_id in flow_ids:
+            flow = tx.find_flow(flow_id)
+            if flow is None:
+                raise GatewayError(f"no flow {flow_id}: see `gateway flows list`")
+            if flow.status != FlowStatus.FAILED.value:
+                raise GatewayError(f"flow {flow_id} is {flow.status}; only a failed flow is sent again")
+            flow.attempts = 0
+            flow.next_attempt_at = None
+            tx.set_flow_status(flow, FlowStatus.PACKED, now=now, reason="retry asked by the operator")
+            log.info("flow.retry_requested", flow=flow_id)
+            click.echo(f"{flow_id}: packed again; it is sent at the next pass")

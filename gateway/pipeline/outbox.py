@@ -1,0 +1,256 @@
+"""The outbox steps of a pass: pack valid invoices into flows, send them with
+idempotent attempts and backoff, settle attempts a crash left in progress."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gateway import packaging
+from gateway.config import Partner
+from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, Syntax
+from gateway.errors import PackagingError, TransportError
+from gateway.pipeline.summary import PassSummary
+from gateway.store import Tx
+from gateway.store.models import Flow, Invoice
+from gateway.transport import Delivery
+from gateway.transport.local import write_atomically
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock
+    from gateway.config import Config
+    from gateway.store import Store
+    from gateway.transport import Transport
+    from gateway.validation_gate import ValidationGate
+
+log = structlog.get_logger("gateway.pipeline")
+
+
+class OutboxSteps:
+    """Steps of ``Pipeline``, which provides what is declared here."""
+
+    config: Config
+    store: Store
+    clock: Clock
+    gate: ValidationGate
+
+    def transport(self, partner: Partner) -> Transport: ...
+
+    def pack(self, partner: Partner, summary: PassSummary) -> None:
+        """Group the partner's valid invoices into flows; rows first, archive file after."""
+        written: list[tuple[str, bytes]] = []
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            for syntax in Syntax:
+                if self._held(partner, syntax.value):
+                    continue
+                ready = tx.invoices_ready(partner=partner.name, syntax=syntax.value)
+                groups = packaging.plan_flows(
+                    [(invoice, len(invoice.payload or b"")) for invoice in ready],
+                    # An XML flow is one invoice sent as itself.
+                    max_invoices=1 if partner.packaging == "xml" else partner.max_invoices_per_flow,
+                    max_bytes=partner.max_flow_bytes,
+                )
+                for group in groups:
+                    flow, archive = self._pack_one(tx, partner, syntax, group, now)
+                    written.append((flow.file_name, archive))
+                    summary.flows_packed.append(flow.flow_id)
+        self.config.flows_dir.mkdir(parents=True, exist_ok=True)
+        for file_name, archive in written:
+            write_atomically(self.config.flows_dir / file_name, archive)
+
+    def _pack_one(
+        self, tx: Tx, partner: Partner, syntax: Syntax, group: list[Invoice], now: datetime
+    ) -> tuple[Flow, bytes]:
+        interface = FLOW_KINDS[syntax].interface_code
+        counter = tx.next_counter(f"flow:{partner.name}")
+        flow_id = packaging.make_flow_id(partner.partner_code, interface, counter)
+        members = [
+            (packaging.member_name(position, invoice.invoice_number or str(invoice.id)), invoice)
+            for position, invoice in enumerate(group, start=1)
+        ]
+        archive = packaging.pack_flow(partner.packaging, [(name, invoice.payload or b"") for name, invoice in members])
+        file_name = packaging.flow_file_name(
+            partner.file_name_template,
+            interface=interface,
+            partner_code=partner.partner_code,
+            flow_id=flow_id,
+            partner=partner.name,
+        )
+        flow = tx.add_flow(
+            now=now,
+            flow_id=flow_id,
+            partner=partner.name,
+            interface_code=interface,
+            syntax=syntax.value,
+            file_name=file_name,
+            sha256=hashlib.sha256(archive).hexdigest(),
+            size=len(archive),
+            invoice_count=len(members),
+            validated_with=_validated_with(tx, group),
+        )
+        for name, invoice in members:
+            tx.add_flow_member(flow, invoice, member_name=name, sha256=invoice.payload_sha256 or "")
+            tx.set_invoice_status(invoice, InvoiceStatus.PACKED, now=now, reason=f"flow {flow_id}")
+        log.info("flow.packed", flow=flow_id, partner=partner.name, invoices=len(members), bytes=len(archive))
+        return flow, archive
+
+    def flow_archive(self, tx: Tx, flow: Flow) -> bytes:
+        """The flow's bytes: from the flows directory, or rebuilt from the store."""
+        path = self.config.flows_dir / flow.file_name
+        if path.is_file():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == flow.sha256:
+                return data
+        layout = "xml" if not flow.file_name.endswith(".tar.gz") else "tar.gz"
+        data = packaging.pack_flow(
+            layout, [(member.member_name, invoice.payload or b"") for member, invoice in tx.flow_members(flow)]
+        )
+        if hashlib.sha256(data).hexdigest() != flow.sha256:
+            raise PackagingError(
+                f"flow {flow.flow_id}: rebuilt archive does not match the recorded sha256 {flow.sha256}"
+            )
+        write_atomically(path, data)
+        return data
+
+    # -- sending -----------------------------------------------------------------
+
+    def _held(self, partner: Partner, syntax: str) -> bool:
+        """True while a channel feeding this partner in this syntax has a validator that
+        cannot run: it sends nothing until the validator is healthy again."""
+        return any(
+            channel.partner == partner.name and channel.syntax.value == syntax
+            for channel in self.config.channels
+            if channel.name in self.gate.unhealthy
+        )
+
+    def send(self, partner: Partner, summary: PassSummary) -> None:
+        with self.store.transaction() as tx:
+            pending = [
+                f.id for f in tx.flows_due(partner.name, self.clock.now()) if not self._held(partner, f.syntax)
+            ]
+        for flow_pk in pending:
+            self._send_one(partner, flow_pk, summary)
+
+    def _send_one(self, partner: Partner, flow_pk: int, summary: PassSummary) -> None:
+        transport = self.transport(partner)
+        with self.store.transaction() as tx:
+            flow = tx.session.get(Flow, flow_pk)
+            assert flow is not None
+            data = self.flow_archive(tx, flow)
+            attempt = tx.start_transmission(
+                flow, transport=transport.kind, remote_name=flow.file_name, now=self.clock.now()
+            )
+            attempt_id = attempt.id
+        bound = log.bind(flow=flow.flow_id, partner=partner.name, attempt=attempt.attempt)
+        try:
+            delivery = transport.deposit(flow.file_name, data)
+        except TransportError as exc:
+            self._attempt_failed(partner, flow_pk, attempt_id, exc, summary)
+            return
+        if delivery.pending:
+            # The receipt (an asynchronous MDN) comes later, to `gateway serve`: the
+            # attempt stays in progress, with what was sent, until it arrives.
+            with self.store.transaction() as tx:
+                tx.record_attempt_evidence(attempt_id, message_id=delivery.message_id, request=delivery.request)
+            bound.info("flow.awaiting_mdn", file_name=flow.file_name, message_id=delivery.message_id)
+            return
+        with self.store.transaction() as tx:
+            self._attempt_succeeded(tx, flow_pk, attempt_id, delivery)
+        bound.info("flow.sent", file_name=flow.file_name, bytes=len(data), sha256=flow.sha256)
+        summary.flows_sent.append(flow.flow_id)
+
+    def _attempt_succeeded(self, tx: Tx, flow_pk: int, attempt_id: int, delivery: Delivery) -> None:
+        from gateway.store.models import Transmission
+
+        now = self.clock.now()
+        flow = tx.session.get(Flow, flow_pk)
+        attempt = tx.session.get(Transmission, attempt_id)
+        assert flow is not None and attempt is not None
+        tx.finish_transmission(attempt, outcome="succeeded", receipt=delivery.receipt, now=now,
+                               message_id=delivery.message_id, request=delivery.request, response=delivery.response)
+        flow.sent_at = now
+        flow.next_attempt_at = None
+        tx.set_flow_status(flow, FlowStatus.SENT, now=now)
+        tx.mark_flow_invoices(flow, InvoiceStatus.SENT, now=now)
+
+    def _attempt_failed(
+        self, partner: Partner, flow_pk: int, attempt_id: int, error: TransportError, summary: PassSummary
+    ) -> None:
+        from gateway.store.models import Transmission
+
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            flow = tx.session.get(Flow, flow_pk)
+            attempt = tx.session.get(Transmission, attempt_id)
+            assert flow is not None and attempt is not None
+            tx.finish_transmission(attempt, outcome="failed", error=error.message, now=now,
+                                   request=error.request, response=error.response)
+            # Not retryable (host key refused, credentials wrong, MDN signature bad): the
+            # same attempt again would fail the same way; the operator fixes, then reruns.
+            if flow.attempts >= partner.max_attempts or not error.retryable:
+                tx.set_flow_status(flow, FlowStatus.FAILED, now=now, reason=error.message)
+                log.error("alert.flow_failed", flow=flow.flow_id, partner=partner.name, attempts=flow.attempts,
+                          retryable=error.retryable, error=error.message,
+                          action=f"fix the cause, then: gateway flows retry {flow.flow_id}")
+                summary.flows_failed.append(flow.flow_id)
+            else:
+                delay = retry_delay(flow.attempts, partner.retry_initial_seconds, partner.retry_max_seconds)
+                flow.next_attempt_at = now + timedelta(seconds=delay)
+                tx.set_flow_status(
+                    flow, FlowStatus.PACKED, now=now, reason=f"attempt {attempt.attempt} failed: {error.message}"
+                )
+                log.warning("flow.attempt_failed", flow=flow.flow_id, attempt=attempt.attempt, error=error.message,
+                            next_attempt_in_seconds=round(delay, 1))
+
+    def settle_interrupted_attempts(self) -> None:
+        """After a crash: an attempt left in progress is settled by looking at the partner."""
+        with self.store.transaction() as tx:
+            pending = [(a.id, f.id, f.partner) for a, f in tx.transmissions_in_progress()]
+        for attempt_id, flow_pk, partner_name in pending:
+            partner = self.config.partners.get(partner_name)
+            if partner is None:
+                continue
+            with self.store.transaction() as tx:
+                flow = tx.session.get(Flow, flow_pk)
+                assert flow is not None
+                if partner.transport == "as2":
+                    continue  # settled by its MDN, synchronous or arriving at `gateway serve`
+                try:
+                    remote = self.transport(partner).remote_size(flow.file_name)
+                except TransportError as exc:
+                    # Cannot look: leave it in progress, never resend blind.
+                    log.warning("flow.attempt_unsettled", flow=flow.flow_id, error=exc.message)
+                    continue
+                if remote == flow.size:
+                    self._attempt_succeeded(tx, flow_pk, attempt_id,
+                                            Delivery("settled after restart: found at the partner"))
+                    log.warning("flow.attempt_settled", flow=flow.flow_id, outcome="succeeded")
+                    continue
+            self._attempt_failed(partner, flow_pk, attempt_id,
+                                 TransportError("interrupted; not found at the partner"), PassSummary())
+
+
+def retry_delay(attempts: int, initial: float, maximum: float, *, rng: random.Random | None = None) -> float:
+    """Seconds before the next attempt: exponential, capped, with ±20 % jitter so that
+    flows failed together do not all come back at the same second.
+
+    >>> 48 <= retry_delay(1, 60, 3600) <= 72 and 2880 <= retry_delay(10, 60, 3600) <= 3600
+    True
+    """
+    base = min(maximum, initial * 2 ** max(0, attempts - 1))
+    return min(maximum, base * (rng or random).uniform(0.8, 1.2))
+
+
+def _validated_with(tx: Tx, invoices: list[Invoice]) -> str:
+    """The XSDs and rule sets that validated a flow's invoices, each once (JSON)."""
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for validation_set in tx.validation_sets(i.validation_set_id for i in invoices if i.validation_set_id):
+        for artefact in json.loads(validation_set.artefacts):
+            seen.setdefault((artefact["kind"], artefact["name"], artefact["sha256"]), artefact)
+    return json.dumps([seen[key] for key in sorted(seen)], ensure_ascii=False)
