@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sshd import SshdServer, sshd_available
 
 PROJECT = Path(__file__).resolve().parent.parent
 CORPUS = PROJECT.parent / "shared" / "corpus"
@@ -56,3 +57,19 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip("../shared/corpus is absent")
     return CORPUS
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshdServer]:
+    """A real OpenSSH sshd on a free loopback port (tests/sshd.py), stopped afterwards.
+    Skipped when sshd is not installed, except in CI, where .ci/run installs it."""
+    if not sshd_available():
+        if os.environ.get("CI"):
+            pytest.fail("sshd is required in CI (.ci/run installs openssh-server)")
+        pytest.skip("OpenSSH sshd is not installed")
+    server = SshdServer(tmp_path / "sshd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

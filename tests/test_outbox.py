@@ -6,17 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from cli_runner import gateway
 from gateway.intake.sample import write_sample_export
 from gateway.sandbox.simulator import SandboxSettings, process_flow
-from sshd import SshdServer, generate_key, public_line, sshd_available
+from sshd import SshdServer, generate_key, public_line
 
 
 @dataclass
@@ -27,24 +24,6 @@ class Site:
     remote_out: Path
     remote_in: Path
     flows: Path
-
-
-def _require_sshd() -> None:
-    if not sshd_available():
-        if __import__("os").environ.get("CI"):
-            pytest.fail("sshd is required in CI (.ci/run installs openssh-server)")
-        pytest.skip("OpenSSH sshd is not installed")
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshdServer]:
-    _require_sshd()
-    server = SshdServer(tmp_path / "sshd")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _site(tmp_path: Path, server: SshdServer, *, max_attempts: int = 5) -> Site:

@@ -209,6 +209,10 @@ from gateway.cli.directory import directory_group  # noqa: E402
 cli.add_command(directory_group)
 
 from gateway.cli import operations  # noqa: E402, F401  (adds `flows retry`)
+from gateway.cli.doctor import doctor_command  # noqa: E402
+
+cli.add_command(doctor_command)
+
 from gateway.cli.rules import rules_group  # noqa: E402
 
 cli.add_command(rules_group)
