@@ -187,6 +187,7 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
         "flows_sent": summary.flows_sent,
         "flows_failed": summary.flows_failed,
         "reports": dict(summary.reports),
+        "reports_overdue": summary.reports_overdue,
     }
 
 
@@ -208,7 +209,7 @@ from gateway.cli.directory import directory_group  # noqa: E402
 
 cli.add_command(directory_group)
 
-from gateway.cli import operations  # noqa: E402, F401  (adds `flows retry`)
+from gateway.cli import ledger, operations  # noqa: E402, F401  (add `flows retry`, `invoices show`, `reports …`)
 from gateway.cli.doctor import doctor_command  # noqa: E402
 
 cli.add_command(doctor_command)

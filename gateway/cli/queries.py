@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,12 +78,15 @@ def invoices_group() -> None:
 
 @invoices_group.command("list")
 @click.option("--status", type=click.Choice([s.value for s in InvoiceStatus]))
+@click.option("--siret", help="Only invoices of this supplier or to this buyer.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Only invoices received since (UTC), e.g. 2026-11-01.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def invoices_list(state: State, status: str | None, as_json: bool) -> None:
+def invoices_list(state: State, status: str | None, siret: str | None, since: datetime | None, as_json: bool) -> None:
     """List invoices, oldest first, with the last lifecycle status Chorus Pro gave them."""
     with state.store().transaction() as tx:
-        invoices = tx.list_invoices(status=status)
+        invoices = tx.find_invoices(status=status, siret=siret, since=since.replace(tzinfo=UTC) if since else None)
         lifecycle = tx.latest_chorus_status(i.id for i in invoices)
         rows = []
         for invoice in invoices:
@@ -98,6 +102,7 @@ def invoices_list(state: State, status: str | None, as_json: bool) -> None:
                     "lifecycle": f"{event.code} {event.label}" if event else None,
                     "channel": invoice.channel,
                     "source_line": invoice.source_line,
+                    "corrects": invoice.corrects_id,
                     "reason": invoice.reason,
                 }
             )

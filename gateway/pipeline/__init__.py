@@ -16,7 +16,7 @@ from gateway.clock import Clock
 from gateway.config import Config, Partner
 from gateway.errors import TransportError
 from gateway.pipeline.intake import IntakeSteps
-from gateway.pipeline.outbox import OutboxSteps, retry_delay
+from gateway.pipeline.outbox import OutboxSteps, ReportLedger, retry_delay
 from gateway.pipeline.summary import PassSummary
 from gateway.reports.reconcile import reconcile_report
 from gateway.store import Store
@@ -26,7 +26,7 @@ from gateway.validation_gate import ValidationGate
 log = structlog.get_logger(__name__)
 
 
-class Pipeline(IntakeSteps, OutboxSteps):
+class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
     """The gateway's stages wired to one configuration, store and clock."""
 
     def __init__(self, *, config: Config, store: Store, clock: Clock) -> None:
@@ -73,6 +73,7 @@ class Pipeline(IntakeSteps, OutboxSteps):
             self.run_sandbox()
         for partner in self.config.partners.values():
             self.collect_reports(partner, summary)
+        summary.reports_overdue = self.check_overdue()
         self.close_transports()
         return summary
 

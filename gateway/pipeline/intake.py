@@ -140,15 +140,23 @@ class IntakeSteps:
             return InvoiceStatus.VALIDATION_ERROR, exc.message
         if not is_valid(validation.findings):
             return InvoiceStatus.QUARANTINED, "; ".join(_finding_reason(where, f) for f in validation.findings)
+        # The ERP's re-export of an invoice Chorus Pro rejected is its correction, not a
+        # duplicate (an integrated one is refused above, CHORUS-DUPLICATE).
+        corrected = tx.rejected_invoice(invoice.supplier_siret, invoice.number, invoice.issue_year)
         try:
-            tx.add_invoice(
+            accepted = tx.add_invoice(
                 now=self.clock.now(),
                 status=InvoiceStatus.VALID,
                 validation_set_id=tx.validation_set(validation.artefacts, now=self.clock.now()).id,
+                corrects_id=corrected.id if corrected else None,
                 **fields,
             )
         except DuplicateInvoice as exc:
             return InvoiceStatus.QUARANTINED, f"{where}: duplicate: {exc.message}"
+        if corrected is not None:
+            tx.add_status_event(invoice_id=corrected.id, code="corrected", label=f"corrected by invoice #{accepted.id}",
+                                now=self.clock.now())
+            log.info("invoice.correction", invoice=invoice.number, corrects=corrected.id, correction=accepted.id)
         log.info(
             "invoice.valid", channel=channel.name, file=source.name, invoice=invoice.number, line=invoice.first_line,
             warnings=sum(1 for f in validation.findings if f.severity.value == "warning"),

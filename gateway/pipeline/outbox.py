@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -234,6 +234,44 @@ class OutboxSteps:
                     continue
             self._attempt_failed(partner, flow_pk, attempt_id,
                                  TransportError("interrupted; not found at the partner"), PassSummary())
+
+
+class ReportLedger:
+    """The expected-report ledger: every sent flow expects its integration report."""
+
+    config: Config
+    store: Store
+    clock: Clock
+
+    def check_overdue(self) -> list[str]:
+        """Log one alert per flow whose report is overdue (once per flow, not every pass)."""
+        now = self.clock.now()
+        alerted = []
+        with self.store.transaction() as tx:
+            for flow, deadline in overdue_flows(list(tx.sent_flows_without_report()), dict(self.config.partners), now):
+                if flow.report_overdue_at is not None:
+                    continue
+                flow.report_overdue_at = now
+                tx.audit("flow.report_overdue", "flow", flow.flow_id, now, deadline=deadline.isoformat())
+                log.error("alert.report_overdue", flow=flow.flow_id, partner=flow.partner, file_name=flow.file_name,
+                          sent_at=str(flow.sent_at), deadline=deadline.isoformat(),
+                          action="ask Chorus Pro support about this flow; see `gateway reports overdue`")
+                alerted.append(flow.flow_id)
+        return alerted
+
+
+def overdue_flows(flows: list[Flow], partners: dict[str, Partner], now: datetime) -> list[tuple[Flow, datetime]]:
+    """(flow, deadline) of each sent flow whose integration report is past its partner's deadline."""
+    overdue = []
+    for flow in flows:
+        partner = partners.get(flow.partner)
+        if partner is None or flow.sent_at is None:
+            continue
+        sent_at = flow.sent_at if flow.sent_at.tzinfo else flow.sent_at.replace(tzinfo=UTC)  # SQLite drops it
+        deadline = sent_at + timedelta(hours=partner.report_deadline_hours)
+        if deadline < now:
+            overdue.append((flow, deadline))
+    return overdue
 
 
 def retry_delay(attempts: int, initial: float, maximum: float, *, rng: random.Random | None = None) -> float:

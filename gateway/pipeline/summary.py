@@ -16,3 +16,5 @@ class PassSummary:
     flows_sent: list[str] = field(default_factory=list)
     flows_failed: list[str] = field(default_factory=list)
     reports: Counter[str] = field(default_factory=Counter)
+    #: Flows found overdue in this pass (each alerted once).
+    reports_overdue: list[str] = field(default_factory=list)

@@ -77,6 +77,8 @@ class Invoice(Base):
             sqlite_where=text(f"status IN ({_ACTIVE})"),
             postgresql_where=text(f"status IN ({_ACTIVE})"),
         ),
+        # Reports name invoices by supplier and number (reconciliation, corrections).
+        Index("ix_invoices_supplier_number", "supplier_siret", "invoice_number"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     supplier_siret: Mapped[str | None] = mapped_column(String(32))
@@ -98,6 +100,8 @@ class Invoice(Base):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The XSDs and rule sets that validated it (None until validated).
     validation_set_id: Mapped[int | None] = mapped_column(ForeignKey("validation_sets.id"))
+    #: The rejected invoice this one corrects (same supplier, number and year).
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -127,6 +131,8 @@ class Flow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     #: After a failed attempt: not before this time (exponential backoff with jitter).
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: When its integration report was found overdue (the alert is logged once).
+    report_overdue_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class FlowMember(Base):

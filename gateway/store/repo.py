@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
 from gateway.errors import StoreError
 from gateway.store import db
+from gateway.store.history import History
 from gateway.store.reference import ReferenceData
 from gateway.store.wire import WireEvidence
 from gateway.store.models import (
@@ -74,7 +75,7 @@ class Store:
         self.engine.dispose()
 
 
-class Tx(ReferenceData, WireEvidence):
+class Tx(ReferenceData, WireEvidence, History):
     """Named reads and writes within one transaction."""
 
     def __init__(self, session: Session) -> None:

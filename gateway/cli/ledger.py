@@ -1,0 +1,133 @@
+"""The fate of every invoice, for emitters and auditors: an invoice's timeline, flows
+whose report is overdue, and report files taken in by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.queries import _emit, invoices_group, reports_group
+from gateway.cli.state import State, pass_state
+from gateway.clock import SystemClock
+from gateway.errors import GatewayError
+from gateway.pipeline.outbox import overdue_flows
+from gateway.reports.reconcile import reconcile_report
+from gateway.store import Tx
+from gateway.store.models import Invoice
+
+
+def _find_invoice(tx: Tx, reference: str) -> Invoice:
+    """By store id, or by invoice number when exactly one invoice carries it."""
+    if reference.isdigit():
+        found = tx.session.get(Invoice, int(reference))
+        if found is not None:
+            return found
+    matches = tx.find_invoices(number=reference)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        ids = ", ".join(str(i.id) for i in matches)
+        raise GatewayError(f"{len(matches)} invoices are numbered {reference!r} (ids {ids}): give the id")
+    raise GatewayError(f"no invoice {reference!r}: see `gateway invoices list`")
+
+
+@invoices_group.command("show")
+@click.argument("reference", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def invoices_show(state: State, reference: str, as_json: bool) -> None:
+    """One invoice and the timeline of every event, with the report that carried it.
+
+    ID is the invoice's id in the store, or its number when no other invoice has it."""
+    with state.store().transaction() as tx:
+        invoice = _find_invoice(tx, reference)
+        timeline = [
+            {
+                "at": event.occurred_at,
+                "recorded_at": event.recorded_at,
+                "code": event.code,
+                "label": event.label,
+                "source": event.source,
+                "report": None if report is None else {"id": report.id, "file_name": report.file_name,
+                                                       "sha256": report.sha256},
+            }
+            for event, report in tx.invoice_timeline(invoice.id)
+        ]
+        facts: dict[str, Any] = {
+            "id": invoice.id,
+            "invoice_number": invoice.invoice_number,
+            "supplier_siret": invoice.supplier_siret,
+            "buyer_siret": invoice.buyer_siret,
+            "issue_date": invoice.issue_date,
+            "total_with_vat": invoice.total_with_vat,
+            "currency": invoice.currency,
+            "status": invoice.status,
+            "reason": invoice.reason,
+            "corrects": invoice.corrects_id,
+            "channel": invoice.channel,
+            "source_line": invoice.source_line,
+            "payload_sha256": invoice.payload_sha256,
+        }
+    if as_json:
+        click.echo(json.dumps({**facts, "timeline": timeline}, indent=2, default=str, ensure_ascii=False))
+        return
+    for key, value in facts.items():
+        if value is not None:
+            click.echo(f"{key:16}{value}")
+    _emit([{**row, "report": row["report"]["file_name"] if row["report"] else None} for row in timeline], False,
+          "Timeline")
+
+
+@reports_group.command("overdue")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def reports_overdue(state: State, as_json: bool) -> None:
+    """Sent flows whose integration report is past their partner's deadline."""
+    config = state.config()
+    now = datetime.now(UTC)
+    with state.store().transaction() as tx:
+        rows = [
+            {"flow_id": flow.flow_id, "partner": flow.partner, "file_name": flow.file_name, "sent_at": flow.sent_at,
+             "deadline": deadline, "overdue_hours": round((now - deadline).total_seconds() / 3600, 1)}
+            for flow, deadline in overdue_flows(list(tx.sent_flows_without_report()), dict(config.partners), now)
+        ]
+    _emit(rows, as_json, "Overdue integration reports")
+
+
+@reports_group.command("ingest")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--partner", default="manual", show_default=True, help="Recorded as where the report came from.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def reports_ingest(state: State, files: tuple[Path, ...], partner: str, as_json: bool) -> None:
+    """Take in report files obtained outside the transports (downloaded from the portal,
+    replayed by an operator): stored raw, then reconciled like any other."""
+    store = state.store()
+    rows = []
+    for path in files:
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        now = SystemClock().now()
+        with store.transaction() as tx:
+            known = tx.find_report(digest)
+            if known is None:
+                report_id = tx.add_report(sha256=digest, file_name=path.name, partner=partner, raw=raw, now=now).id
+        if known is not None:
+            rows.append({"file": str(path), "report": known.id, "outcome": known.outcome, "kind": known.kind,
+                         "detail": "already stored: not applied a second time"})
+            continue
+        with store.transaction() as tx:
+            outcome = reconcile_report(tx, report_id, now=now)
+        with store.transaction() as tx:
+            report = tx.find_report(digest)
+            rows.append({"file": str(path), "report": report_id, "outcome": outcome,
+                         "kind": report.kind if report else None, "detail": report.detail if report else None})
+    _emit(rows, as_json, "Reports ingested")
+    if any(row["outcome"] != "applied" for row in rows):
+        raise SystemExit(1)

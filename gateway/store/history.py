@@ -1,0 +1,71 @@
+"""What the emitters and auditors ask of the store: an invoice's timeline, invoices by
+status, party and date, rejected invoices to correct, flows whose report is overdue.
+A mixin of ``Tx``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.store.models import Flow, Invoice, Report, StatusEvent
+
+
+class History:
+    session: Session
+
+    def rejected_invoice(self, supplier_siret: str, number: str, year: int) -> Invoice | None:
+        """The latest invoice Chorus Pro rejected with this business key: what a
+        re-export with the same number corrects."""
+        return self.session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.supplier_siret == supplier_siret,
+                Invoice.invoice_number == number,
+                Invoice.issue_year == year,
+                Invoice.status == InvoiceStatus.REJECTED.value,
+            )
+            .order_by(Invoice.id.desc())
+        ).first()
+
+    def find_invoices(
+        self,
+        *,
+        status: str | None = None,
+        siret: str | None = None,
+        since: datetime | None = None,
+        number: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[Invoice]:
+        """Invoices, oldest first; ``siret`` matches the supplier or the buyer."""
+        query = select(Invoice).order_by(Invoice.id)
+        if status:
+            query = query.where(Invoice.status == status)
+        if siret:
+            query = query.where(or_(Invoice.supplier_siret == siret, Invoice.buyer_siret == siret))
+        if since:
+            query = query.where(Invoice.created_at >= since)
+        if number:
+            query = query.where(Invoice.invoice_number == number)
+        if limit:
+            query = query.limit(limit)
+        return self.session.scalars(query).all()
+
+    def invoice_timeline(self, invoice_id: int) -> Sequence[tuple[StatusEvent, Report | None]]:
+        """Every status event of an invoice with the report that carried it, in order of record."""
+        rows = self.session.execute(
+            select(StatusEvent, Report)
+            .outerjoin(Report, Report.id == StatusEvent.report_id)
+            .where(StatusEvent.invoice_id == invoice_id)
+            .order_by(StatusEvent.id)
+        ).all()
+        return [(event, report) for event, report in rows]
+
+    def sent_flows_without_report(self) -> Sequence[Flow]:
+        """Flows deposited and still waiting for their integration report."""
+        return self.session.scalars(
+            select(Flow).where(Flow.status == FlowStatus.SENT.value).order_by(Flow.sent_at, Flow.id)
+        ).all()
