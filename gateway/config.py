@@ -30,7 +30,7 @@ DEFAULT_DATA_DIR = "gateway-data"
 TRANSPORT_KINDS = ("local", "sftp", "as2")
 #: Transports this version can run; the others are accepted in the file but refused by
 #: ``config check`` so that nobody believes a flow went out over them.
-AVAILABLE_TRANSPORTS = ("local", "sftp")
+AVAILABLE_TRANSPORTS = ("local", "sftp", "as2")
 # DOMAIN.md §1: partner codes look like AAA999 (3–8 characters).
 _PARTNER_CODE = re.compile(r"^[A-Z0-9]{3,8}$")
 DEFAULT_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.tar.gz"
@@ -119,6 +119,17 @@ class SandboxConfig:
     enabled: bool = True
     root: Path = Path("sandbox")
     partner_code: str = "AAA123"
+    #: What it makes of the invoices (docs/sandbox.md): default | all-integrated | partial | rejected | silent.
+    scenario: str = "default"
+    #: Scenario "partial": the invoice numbers rejected, with this code and label.
+    reject: tuple[str, ...] = ()
+    reject_code: str = "SCENARIO"
+    reject_label: str | None = None
+    #: Statuses each integrated invoice receives; status k is due k × the interval after integration.
+    lifecycle: tuple[str, ...] = ("01", "03")
+    lifecycle_interval_seconds: float = 0.0
+    #: cppstatut | cdar
+    report_format: str = "cppstatut"
 
 
 @dataclass(frozen=True)
@@ -288,8 +299,32 @@ def _sandbox(section: _Section, data: Path) -> SandboxConfig:
     code = section.get("partner_code", str, "AAA123")
     if not _PARTNER_CODE.match(code):
         raise ConfigError("must be 3 to 8 capital letters or digits", key=section.key("partner_code"))
+    defaults = SandboxConfig()
+    behaviour: dict[str, Any] = {
+        "scenario": section.get("scenario", str, defaults.scenario),
+        "reject": _strings(section, "reject", defaults.reject),
+        "reject_code": section.get("reject_code", str, defaults.reject_code),
+        "reject_label": section.get("reject_label", str, defaults.reject_label),
+        "lifecycle": _strings(section, "lifecycle", defaults.lifecycle),
+        "lifecycle_interval_seconds": float(
+            section.get("lifecycle_interval_seconds", (int, float), defaults.lifecycle_interval_seconds)
+        ),
+        "report_format": section.get("report_format", str, defaults.report_format),
+    }
+    from gateway.sandbox.scenarios import settings_problem  # here: the sandbox package imports much
+
+    problem = settings_problem(**behaviour)
+    if problem is not None:
+        raise ConfigError(problem[1], key=section.key(problem[0]))
     section.done()
-    return SandboxConfig(enabled=enabled, root=root, partner_code=code)
+    return SandboxConfig(enabled=enabled, root=root, partner_code=code, **behaviour)
+
+
+def _strings(section: _Section, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    values = section.get(name, list, list(default))
+    if not all(isinstance(value, str) for value in values):
+        raise ConfigError(f"expected a list of strings, got {values!r}", key=section.key(name))
+    return tuple(values)
 
 
 def _partners(section: _Section, data: Path, sandbox: SandboxConfig) -> dict[str, Partner]:
@@ -571,6 +606,16 @@ poll_seconds = 5               # pause between passes of `gateway run`
 enabled = true
 dir = "sandbox"
 partner_code = "AAA123"
+# What it makes of each flow (docs/sandbox.md); defaults shown, but for reject (none):
+# scenario = "default"         # default (directory, service code, duplicates) | all-integrated
+#                              #   | partial (rejects `reject`) | rejected (whole flow, 93) | silent (no report)
+# reject = ["F-2026-000002"]   # scenario "partial": invoice numbers rejected, the others integrated
+# reject_code = "SCENARIO"     # code and label of the rejections "partial" and "rejected" make
+# reject_label = "..."
+# lifecycle = ["01", "03"]     # statuses of each integrated invoice, e.g. ["01", "03", "07", "08", "11"]
+# lifecycle_interval_seconds = 0  # status k comes k x this after integration; 0: all at once.
+#                              #   Make time pass with: gateway sandbox --advance 2h
+# report_format = "cppstatut"  # cppstatut | cdar (CDAR D22B, the reform's lifecycle messages)
 
 # How invoices are validated (docs/validation.md).
 [validation]
@@ -580,7 +625,7 @@ max_invoice_number_length = 20 # Chorus Pro E1
 
 # A partner is where flows go and reports come back from.
 [partners.sandbox]
-transport = "local"            # local | sftp | as2 (this version runs local)
+transport = "local"            # local | sftp | as2, see docs/transport.md
 partner_code = "AAA123"        # your Chorus Pro EDI partner code
 outbound_dir = "sandbox/inbox"
 inbound_dir = "sandbox/outbox"

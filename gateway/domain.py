@@ -107,3 +107,35 @@ INVOICE_STATUS_LABELS = {
     "11": "Mise en paiement",
     "12": "Complétée",
 }
+
+#: DOMAIN.md §2.3 [C] and research/chorus-edi.md §7 (the reform's Annexe 2 "Statuts"
+#: and AIFE's Chorus Pro correspondence annex V1.0): CDAR D22B lifecycle statuses of an
+#: invoice. 200, 210, 212 and 213 are the mandatory ones. 224–226 and 228 are in the
+#: French CDV Schematron's list (BR-FR-CDV-CL-06) with no documented meaning: like
+#: CPPStatut's 13–41 they stay unknown, so they raise an alert.
+CDAR_INVOICE_STATUS_LABELS = {
+    "200": "Déposée",
+    "201": "Émise par la plateforme",
+    "202": "Reçue par la plateforme",
+    "203": "Mise à disposition",
+    "204": "Prise en charge",
+    "205": "Approuvée",
+    "206": "Approuvée partiellement",
+    "207": "En litige",
+    "208": "Suspendue",
+    "209": "Complétée",
+    "210": "Refusée",
+    "211": "Paiement transmis",
+    "212": "Encaissée",
+    "213": "Rejetée",
+    "214": "Visée",
+    "220": "Annulée",
+    "221": "Erreur routage",
+    "227": "Changement de compte à payer",
+}
+
+#: The same sources: CDAR statuses of a whole deposited flow.
+CDAR_FLOW_STATUS_LABELS = {
+    "500": "Recevable",
+    "501": "Irrecevable",
+}

@@ -23,6 +23,8 @@ from gateway.config import Config, availability_problems, ensure_layout, write_s
 from gateway.errors import ConfigError, GatewayError
 from gateway.log import configure_logging
 from gateway.cli.state import State, pass_state
+from gateway.sandbox.scenarios import REPORT_FORMATS as SANDBOX_REPORT_FORMATS
+from gateway.sandbox.scenarios import SCENARIOS as SANDBOX_SCENARIOS
 from gateway.store import db
 
 log = structlog.get_logger(__name__)
@@ -126,23 +128,49 @@ def run(state: State, once: bool) -> None:
 
 @cli.command()
 @click.option("--once/--loop", default=True, help="Answer what is in the inbox and exit (default), or keep watching.")
+@click.option("--scenario", type=click.Choice(SANDBOX_SCENARIOS), help="This run's scenario (default: [sandbox]).")
+@click.option("--reject", multiple=True, metavar="NUMBER", help="Reject this invoice number (implies partial).")
+@click.option("--reject-code", help="Code of the rejections a scenario makes.")
+@click.option("--reject-label", help="Label of the rejections a scenario makes.")
+@click.option("--lifecycle", metavar="CODES", help="Statuses of each integrated invoice, e.g. 01,03,07,08,11.")
+@click.option("--lifecycle-interval", type=click.FloatRange(min=0), metavar="SECONDS", help="Between statuses.")
+@click.option("--report-format", type=click.Choice(SANDBOX_REPORT_FORMATS), help="cppstatut or cdar.")
+@click.option("--advance", metavar="DURATION", help="First move the sandbox's clock forward: 90, 30m, 2h, 1d.")
 @pass_state
-def sandbox(state: State, once: bool) -> None:
-    """Run the built-in Chorus Pro simulator over its inbox."""
+def sandbox(state: State, once: bool, advance: str | None, **overrides: Any) -> None:
+    """Run the built-in Chorus Pro simulator over its inbox (options override [sandbox])."""
     import time
 
-    from gateway.sandbox.runner import run_sandbox_once
+    from gateway.sandbox.runner import advance_clock, run_sandbox_pass
+    from gateway.sandbox.scenarios import parse_duration
     from gateway.sandbox.simulator import SandboxSettings
 
     config = state.config()
     ensure_layout(config)
-    settings = SandboxSettings(partner_code=config.sandbox.partner_code)
+    overrides["reject"] = overrides["reject"] or None
+    if overrides["lifecycle"] is not None:
+        overrides["lifecycle"] = tuple(code.strip() for code in overrides["lifecycle"].split(",") if code.strip())
+    overrides["lifecycle_interval_seconds"] = overrides.pop("lifecycle_interval")
+    try:
+        settings = SandboxSettings.from_config(config.sandbox, **overrides)
+        delta = parse_duration(advance) if advance is not None else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if delta is not None:
+        offset = advance_clock(config.sandbox.root, delta)
+        click.echo(f"sandbox clock moved forward by {delta}; now {offset} ahead of the system clock")
     while True:
-        for outcome in run_sandbox_once(config.sandbox.root, settings, SystemClock()):
+        run = run_sandbox_pass(config.sandbox.root, settings, SystemClock())
+        for outcome in run.outcomes:
+            if not outcome.answered:
+                click.echo(f"{outcome.flow_id}: no answer (scenario {settings.scenario})")
+                continue
             click.echo(
                 f"{outcome.flow_id}: status {outcome.status_code}, "
                 f"{len(outcome.integrated)} integrated, {len(outcome.rejected)} rejected"
             )
+        for name in run.lifecycle_files:
+            click.echo(f"lifecycle statuses due by {run.now.isoformat(timespec='seconds')}: {name}")
         if once:
             return
         time.sleep(config.poll_seconds)
@@ -217,6 +245,10 @@ cli.add_command(doctor_command)
 from gateway.cli.rules import rules_group  # noqa: E402
 
 cli.add_command(rules_group)
+
+from gateway.cli.serve import serve_command  # noqa: E402
+
+cli.add_command(serve_command)
 
 
 def main() -> None:

@@ -38,20 +38,26 @@ def rules_group() -> None:
               help="Version to record (default: read from the rule set, else the directory name).")
 @pass_state
 def rules_add(state: State, directory: Path, version: str | None) -> None:
-    """Register the rule sets found in DIRECTORY (e.g. the CEN EN 16931 release's xslt directory)."""
-    found = scan_directory(directory, version=version)
+    """Register the rule sets found in DIRECTORY (e.g. the CEN EN 16931 release's xslt directory).
+
+    Schematron sources without a published XSLT (Peppol BIS 3) are compiled into the data
+    directory's ``rules/compiled``; the compiled file is what is registered and checked.
+    """
+    found = scan_directory(directory, version=version, cache_dir=state.config().data_dir / "rules" / "compiled")
     now = SystemClock().now()
     with state.store().transaction() as tx:
         for rule_set in found:
             tx.add_rule_set(layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
                             version=rule_set.version, sha256=rule_set.sha256, origin="operator", now=now)
             tx.audit("rule_set.added", "rule_set", rule_set.path.name, now, layer=rule_set.layer,
-                     syntax=rule_set.syntax, version=rule_set.version, sha256=rule_set.sha256)
+                     syntax=rule_set.syntax, version=rule_set.version, sha256=rule_set.sha256,
+                     source_sha256=rule_set.source_sha256 or None)
     for rule_set in found:
         log.info("rules.registered", layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
                  version=rule_set.version, sha256=rule_set.sha256)
+        source = f" (compiled from a source of sha256 {rule_set.source_sha256})" if rule_set.source_sha256 else ""
         click.echo(f"registered {rule_set.layer} for {rule_set.syntax.upper()}: {rule_set.path} "
-                   f"version {rule_set.version} sha256 {rule_set.sha256}")
+                   f"version {rule_set.version} sha256 {rule_set.sha256}{source}")
 
 
 @rules_group.command("list")

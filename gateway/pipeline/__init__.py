@@ -73,6 +73,8 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
             self.run_sandbox()
         for partner in self.config.partners.values():
             self.collect_reports(partner, summary)
+        # Whatever brought them (a partner's directory, `gateway serve`, `reports ingest`).
+        self.reconcile_pending(summary)
         summary.reports_overdue = self.check_overdue()
         self.close_transports()
         return summary
@@ -83,14 +85,14 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         from gateway.sandbox.runner import run_sandbox_once
         from gateway.sandbox.simulator import SandboxSettings
 
-        settings = SandboxSettings(partner_code=self.config.sandbox.partner_code)
+        settings = SandboxSettings.from_config(self.config.sandbox)
         for outcome in run_sandbox_once(self.config.sandbox.root, settings, self.clock):
-            log.info("sandbox.flow_answered", flow=outcome.flow_id, status=outcome.status_code)
+            log.info("sandbox.flow_answered", flow=outcome.flow_id, status=outcome.status_code or "no answer")
 
     def collect_reports(self, partner: Partner, summary: PassSummary) -> None:
-        """Store each returned file durably, then remove it remotely, then reconcile."""
-        transport = self.transport(partner)
+        """Store each returned file durably, then remove it remotely."""
         try:
+            transport = self.transport(partner)
             names = transport.list_reports()
         except TransportError as exc:
             log.error("reports.pickup_failed", partner=partner.name, error=exc.message)
@@ -110,7 +112,6 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
             except TransportError as exc:
                 # Stored already: fetched again next pass, it is recognised by its sha256.
                 log.warning("reports.acknowledge_failed", partner=partner.name, file=name, error=exc.message)
-        self.reconcile_pending(summary)
 
     def reconcile_pending(self, summary: PassSummary) -> None:
         with self.store.transaction() as tx:

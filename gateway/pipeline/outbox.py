@@ -17,7 +17,7 @@ from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, Syntax
 from gateway.errors import PackagingError, TransportError
 from gateway.pipeline.summary import PassSummary
 from gateway.store import Tx
-from gateway.store.models import Flow, Invoice
+from gateway.store.models import Flow, Invoice, Transmission
 from gateway.transport import Delivery
 from gateway.transport.local import write_atomically
 
@@ -134,6 +134,14 @@ class OutboxSteps:
             pending = [
                 f.id for f in tx.flows_due(partner.name, self.clock.now()) if not self._held(partner, f.syntax)
             ]
+        if not pending:
+            return
+        try:
+            self.transport(partner)
+        except TransportError as exc:
+            # A partner that cannot even be set up (a wrong endpoint) must not stop the pass.
+            log.error("alert.transport_unavailable", partner=partner.name, error=exc.message, flows=len(pending))
+            return
         for flow_pk in pending:
             self._send_one(partner, flow_pk, summary)
 
@@ -157,7 +165,8 @@ class OutboxSteps:
             # The receipt (an asynchronous MDN) comes later, to `gateway serve`: the
             # attempt stays in progress, with what was sent, until it arrives.
             with self.store.transaction() as tx:
-                tx.record_attempt_evidence(attempt_id, message_id=delivery.message_id, request=delivery.request)
+                tx.record_attempt_evidence(attempt_id, message_id=delivery.message_id, request=delivery.request,
+                                           receipt=delivery.receipt)
             bound.info("flow.awaiting_mdn", file_name=flow.file_name, message_id=delivery.message_id)
             return
         with self.store.transaction() as tx:
@@ -219,8 +228,16 @@ class OutboxSteps:
             with self.store.transaction() as tx:
                 flow = tx.session.get(Flow, flow_pk)
                 assert flow is not None
+                attempt = tx.session.get(Transmission, attempt_id)
+                if partner.transport == "as2" and attempt is not None and attempt.message_id is not None:
+                    continue  # sent, its asynchronous MDN is awaited at `gateway serve`
                 if partner.transport == "as2":
-                    continue  # settled by its MDN, synchronous or arriving at `gateway serve`
+                    # Interrupted during a synchronous POST: whether the partner got it is
+                    # unknown; a new attempt gets a new Message-ID, and Chorus Pro refuses
+                    # a duplicate invoice, so sending again is the safe side.
+                    self._attempt_failed(partner, flow_pk, attempt_id,
+                                         TransportError("interrupted during the AS2 exchange"), PassSummary())
+                    continue
                 try:
                     remote = self.transport(partner).remote_size(flow.file_name)
                 except TransportError as exc:

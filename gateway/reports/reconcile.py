@@ -2,25 +2,49 @@
 
 Fail closed: a report that does not parse, names nothing we sent, or carries a status
 code we do not know is kept, marked, and logged as an alert; it never reads as pending.
+Reports in either format (CPPStatut, CDAR D22B) come through ``registry.parse_any``.
+
+Lifecycle statuses append to each invoice's history; its current status is derived
+from the whole history (``lifecycle.current_status``), so a status arriving out of
+order does not move an invoice backwards.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 
-from gateway.domain import FLOW_STATUS_LABELS, INVOICE_STATUS_LABELS, FlowStatus, InvoiceStatus, ReportOutcome
+from gateway.domain import (
+    CDAR_FLOW_STATUS_LABELS,
+    CDAR_INVOICE_STATUS_LABELS,
+    FLOW_STATUS_LABELS,
+    INVOICE_STATUS_LABELS,
+    FlowStatus,
+    InvoiceStatus,
+    ReportOutcome,
+)
 from gateway.errors import ReportError
-from gateway.reports.cppstatut import parse_report
+from gateway.reports import lifecycle, registry
 from gateway.reports.model import ErrorLine, FlowStatusEntry, InvoiceStatusEntry
 from gateway.store import Tx
-from gateway.store.models import Flow, Invoice, Report
+from gateway.store.repo import PendingEvent
+from gateway.store.models import Flow, Invoice, Report, StatusEvent
 
 log = structlog.get_logger(__name__)
 
-#: CR codes that settle a flow, and the flow status each one means.
-_SETTLING = {"90": FlowStatus.INTEGRATED, "96": FlowStatus.PARTIALLY_INTEGRATED, "93": FlowStatus.REJECTED}
+#: Known codes of both formats: CPPStatut's have two digits, CDAR's three, so they never collide.
+_FLOW_LABELS = {**FLOW_STATUS_LABELS, **CDAR_FLOW_STATUS_LABELS}
+_INVOICE_LABELS = {**INVOICE_STATUS_LABELS, **CDAR_INVOICE_STATUS_LABELS}
+#: Codes that settle a flow, and the flow status each one means: the CR's 90/96/93 and
+#: CDAR 501 (irrecevable: nothing of the flow was taken). CDAR 500 (recevable) settles
+#: nothing: each invoice then gets its own status (200 Déposée, 213 Rejetée, …).
+_SETTLING = {
+    "90": FlowStatus.INTEGRATED,
+    "96": FlowStatus.PARTIALLY_INTEGRATED,
+    "93": FlowStatus.REJECTED,
+    "501": FlowStatus.REJECTED,
+}
 #: Most serious outcome first, for a report with several entries.
 _SEVERITY = [ReportOutcome.UNKNOWN, ReportOutcome.UNMATCHED, ReportOutcome.APPLIED]
 
@@ -31,7 +55,7 @@ def reconcile_report(tx: Tx, report_id: int, *, now: datetime) -> str:
     assert report is not None
     bound = log.bind(report=report.id, file=report.file_name)
     try:
-        parsed = parse_report(report.raw)
+        parsed = registry.parse_any(report.raw)
     except ReportError as exc:
         tx.settle_report(report, kind=None, outcome=ReportOutcome.INVALID.value, detail=exc.message, now=now)
         bound.error("alert.report_invalid", reason=exc.message)
@@ -39,8 +63,15 @@ def reconcile_report(tx: Tx, report_id: int, *, now: datetime) -> str:
     outcomes: list[tuple[ReportOutcome, str]] = []
     for flow_entry in parsed.flow_statuses:
         outcomes.append(_apply_flow_status(tx, report, flow_entry, now))
-    for invoice_entry in parsed.invoice_statuses:
-        outcomes.append(_apply_invoice_status(tx, report, invoice_entry, now))
+    # A lifecycle file carries thousands of statuses: the invoices and their histories are
+    # read in a few queries, and nothing is flushed until the end of the report.
+    with tx.session.no_autoflush:
+        invoices = tx.sent_invoices_by_key((e.supplier_id, e.invoice_number) for e in parsed.invoice_statuses)
+        histories: dict[int, list[StatusEvent | PendingEvent]] = dict(
+            tx.status_events_by_invoice(i.id for i in invoices.values())
+        )
+        for invoice_entry in parsed.invoice_statuses:
+            outcomes.append(_apply_invoice_status(tx, report, invoice_entry, now, invoices, histories))
     outcome = min((o for o, _ in outcomes), key=_SEVERITY.index, default=ReportOutcome.UNMATCHED)
     problems = "; ".join(detail for o, detail in outcomes if o is not ReportOutcome.APPLIED)
     tx.settle_report(report, kind=parsed.kind, outcome=outcome.value, detail=problems or None, now=now)
@@ -55,7 +86,7 @@ def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: date
     flow = tx.find_flow(entry.flow_id)
     if flow is None:
         return ReportOutcome.UNMATCHED, f"flow status {entry.code} names flow {entry.flow_id!r}, which was never sent"
-    if entry.code not in FLOW_STATUS_LABELS:
+    if entry.code not in _FLOW_LABELS:
         tx.add_status_event(
             flow_pk=flow.id,
             code=entry.code,
@@ -63,13 +94,14 @@ def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: date
             source="chorus",
             report_id=report.id,
             now=now,
-            occurred_at=entry.timestamp,
+            occurred_at=_utc(entry.timestamp),
         )
         return ReportOutcome.UNKNOWN, f"flow {flow.flow_id}: unknown flow status code {entry.code!r}"
-    label = entry.label or FLOW_STATUS_LABELS[entry.code]
+    label = entry.label or _FLOW_LABELS[entry.code]
     target = _SETTLING.get(entry.code)
     if target is None:
-        # 91, 92, 94, 95: steps of the flow's journey, recorded without settling it.
+        # 91, 92, 94, 95: steps of the flow's journey; CDAR 500: the flow is receivable.
+        # Recorded without settling it.
         tx.add_status_event(
             flow_pk=flow.id,
             code=entry.code,
@@ -77,7 +109,7 @@ def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: date
             source="chorus",
             report_id=report.id,
             now=now,
-            occurred_at=entry.timestamp,
+            occurred_at=_utc(entry.timestamp),
         )
         return ReportOutcome.APPLIED, ""
     _settle_flow(tx, report, flow, entry, target, now)
@@ -101,7 +133,7 @@ def _settle_flow(tx: Tx, report: Report, flow: Flow, entry: FlowStatusEntry, tar
             reason=reason,
             source="chorus",
             report_id=report.id,
-            occurred_at=entry.timestamp,
+            occurred_at=_utc(entry.timestamp),
         )
         if reason:
             log.warning("invoice.rejected", invoice=invoice.invoice_number, flow=flow.flow_id, reason=reason)
@@ -122,37 +154,78 @@ def _describe(error: ErrorLine) -> str:
 
 
 def _apply_invoice_status(
-    tx: Tx, report: Report, entry: InvoiceStatusEntry, now: datetime
+    tx: Tx,
+    report: Report,
+    entry: InvoiceStatusEntry,
+    now: datetime,
+    invoices: dict[tuple[str, str], Invoice],
+    histories: dict[int, list[StatusEvent | PendingEvent]],
 ) -> tuple[ReportOutcome, str]:
-    invoice = tx.find_sent_invoice(entry.supplier_id, entry.invoice_number)
+    invoice = invoices.get((entry.supplier_id, entry.invoice_number))
     if invoice is None:
         return (
             ReportOutcome.UNMATCHED,
             f"status {entry.code} names invoice {entry.invoice_number!r} of supplier {entry.supplier_id}, "
             "which was never sent",
         )
-    known = INVOICE_STATUS_LABELS.get(entry.code)
-    tx.add_status_event(
+    known = _INVOICE_LABELS.get(entry.code)
+    event = tx.add_status_event(
         invoice_id=invoice.id,
         code=entry.code,
         label=known and (entry.label or known) or "unknown status code",
         source="chorus",
         report_id=report.id,
         now=now,
-        occurred_at=entry.timestamp,
+        occurred_at=_utc(entry.timestamp),
+        buffered=True,
     )
+    history = histories.setdefault(invoice.id, [])
+    history.append(event)
     if known is None:
         return ReportOutcome.UNKNOWN, f"invoice {invoice.invoice_number}: unknown status code {entry.code!r}"
-    _integrated_by_lifecycle(tx, report, invoice, entry, now)
+    _follow_lifecycle(tx, report, invoice, entry, now, history)
     return ReportOutcome.APPLIED, ""
 
 
-def _integrated_by_lifecycle(
-    tx: Tx, report: Report, invoice: Invoice, entry: InvoiceStatusEntry, now: datetime
+def _follow_lifecycle(
+    tx: Tx,
+    report: Report,
+    invoice: Invoice,
+    entry: InvoiceStatusEntry,
+    now: datetime,
+    events: list[StatusEvent | PendingEvent],
 ) -> None:
-    # A lifecycle status means Chorus Pro holds the invoice, even if the flow's
-    # integration report is late or lost.
-    if invoice.status == InvoiceStatus.SENT.value:
+    """Move the invoice to what its current lifecycle status says, never backwards."""
+    recorded = events[-1]  # the status just added
+    current = lifecycle.current_status(events)
+    if current is not None and current is not recorded and lifecycle.rank(entry.code) != lifecycle.INFORMATION:
+        log.info(
+            "report.status_out_of_order",
+            invoice=invoice.invoice_number,
+            code=entry.code,
+            current=current.code,
+            report=report.id,
+        )
+    if current is not None and lifecycle.is_rejection(current.code):
+        if invoice.status in (InvoiceStatus.SENT.value, InvoiceStatus.INTEGRATED.value):
+            # Rejected by the buyer or the platform after the flow was taken, even after
+            # integration: the business key is freed for a corrected invoice.
+            comment = f": {entry.comment}" if entry.comment and current is recorded else ""
+            reason = f"status {current.code} {current.label}{comment}"
+            tx.set_invoice_status(
+                invoice,
+                InvoiceStatus.REJECTED,
+                now=now,
+                reason=reason,
+                source="chorus",
+                report_id=report.id,
+                occurred_at=_utc(entry.timestamp),
+                buffered=True,
+            )
+            log.warning("invoice.rejected", invoice=invoice.invoice_number, reason=reason)
+    elif invoice.status == InvoiceStatus.SENT.value:
+        # Any other lifecycle status means Chorus Pro holds the invoice, even if the
+        # flow's integration report is late or lost.
         tx.set_invoice_status(
             invoice,
             InvoiceStatus.INTEGRATED,
@@ -160,5 +233,11 @@ def _integrated_by_lifecycle(
             reason=None,
             source="chorus",
             report_id=report.id,
-            occurred_at=entry.timestamp,
+            occurred_at=_utc(entry.timestamp),
+            buffered=True,
         )
+
+
+def _utc(value: datetime) -> datetime:
+    """Stored in UTC: SQLite keeps a timestamp's wall-clock time and drops its offset."""
+    return value.astimezone(UTC)

@@ -1,16 +1,19 @@
 """Sandbox stage: what the simulated Chorus Pro decides about one deposited flow.
 
 ``process_flow`` takes a flow file's name and bytes and returns the verdict and the
-files "Chorus Pro" sends back: an integration report (``CSO…``, a ``CPPStatut`` flow
-status 90 / 96 / 93 with one error line per rejection) and, when some invoice is
-integrated, a lifecycle file (``FEN1201A…``, ``CPPStatut`` invoice statuses).
+files "Chorus Pro" sends back: an integration report (``CSO…``, a flow status 90 / 96 /
+93 with one error line per rejection) and, when some invoice is integrated, a lifecycle
+file (``FEN1201A…``, invoice statuses) with the statuses due at once; the outcome's
+``schedule`` holds those due later. Answers are ``CPPStatut`` or ``CDAR``
+(``SandboxSettings.report_format``).
 
 What it checks, in order: the file name's shape, partner code and interface; the
 archive (a readable, non-empty tar.gz of regular files, within the flow limits); then
-per invoice, UBL or CII: the gateway's own validation (XSD, SIRETs), the buyer's
-presence in the sandbox directory (and its service code when the directory requires
-one), and duplicates of (supplier SIRET, invoice number) against what was already
-integrated.
+per invoice, UBL or CII: the gateway's own validation (XSD, SIRETs); then, in the
+``default`` scenario, the buyer's presence in the sandbox directory (and its service
+code when the directory requires one) and duplicates of (supplier SIRET, invoice
+number) against what was already integrated. Other scenarios replace these last
+checks with a forced verdict (``scenarios.py``).
 
 Pure: no I/O, no clock, no memory between calls (``runner.py`` keeps the state). It
 does not run the EN 16931 Schematron nor Chorus Pro's undocumented checks: passing
@@ -25,23 +28,36 @@ import tarfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
-from gateway.domain import CHANNEL_SYNTAXES, FLOW_KINDS, INVOICE_STATUS_LABELS, Syntax
-from gateway.reports.model import ErrorLine, InvoiceStatusEntry
-from gateway.sandbox.cppstatut import (
-    flow_error_line,
-    flow_status_document,
-    invoice_error_line,
-    invoice_status_document,
-)
+from gateway.domain import CHANNEL_SYNTAXES, FLOW_KINDS, Syntax
+from gateway.reports.model import ErrorLine
+from gateway.sandbox.cppstatut import flow_error_line, invoice_error_line
 from gateway.sandbox.directory import SAMPLE_PUBLIC_STRUCTURES, PublicStructure
+from gateway.sandbox.scenarios import (
+    CODE_SCENARIO,
+    LIFECYCLE_INTERFACE as LIFECYCLE_INTERFACE,  # re-exported: it used to live here
+    REPORT_FORMAT_CPPSTATUT,
+    SCENARIO_DEFAULT,
+    SCENARIO_PARTIAL,
+    SCENARIO_REJECTED,
+    SCENARIO_SILENT,
+    LifecycleSchedule,
+    ScheduledInvoice,
+    default_reject_label,
+    flow_answers,
+    settings_problem,
+)
 from gateway.validation import Finding, Severity, is_valid, validate_invoice
 from gateway.validation.chorus import CII_ROOT, NS, is_cii, party_siret
 from gateway.validation.invoice import parse_invoice
 from gateway.validation.xsd import UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
+
+if TYPE_CHECKING:
+    from gateway.config import SandboxConfig
 
 #: ``{interface}_{partner}_{flow_id}.tar.gz``: 8, 6 and 25 characters (DOMAIN.md §1).
 FLOW_NAME = re.compile(
@@ -59,7 +75,6 @@ _SYNTAX_ROOTS: dict[Syntax, frozenset[str]] = {
     Syntax.UBL: frozenset({f"{{{UBL_INVOICE_NS}}}Invoice", f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote"}),
     Syntax.CII: frozenset({CII_ROOT}),
 }
-LIFECYCLE_INTERFACE = "FEN1201A"
 #: Used in a report's name when the deposited name gave no usable interface code.
 _UNKNOWN_REPORT_INTERFACE = "CSO0000A"
 _MAX_FINDINGS_IN_LABEL = 5
@@ -82,7 +97,10 @@ class SandboxSettings:
     """How the simulated Chorus Pro behaves.
 
     ``lifecycle``: the invoice status codes sent, in order, for each integrated invoice
-    (none: no lifecycle file). Limits are Chorus Pro's documented ones (DOMAIN.md §1).
+    (none: no lifecycle file); code k is due ``k × lifecycle_interval_seconds`` after
+    integration (0: all at once). ``scenario``, ``reject``, ``reject_code`` and
+    ``reject_label``: see ``scenarios.py``. Limits are Chorus Pro's documented ones
+    (DOMAIN.md §1). Raises ``ValueError`` for a wrong combination.
     """
 
     partner_code: str = "AAA123"
@@ -91,11 +109,57 @@ class SandboxSettings:
     max_invoices: int = 500
     max_member_bytes: int = 120 * 1024 * 1024
     max_flow_bytes: int = 1024 * 1024 * 1024
+    scenario: str = SCENARIO_DEFAULT
+    reject: frozenset[str] = frozenset()
+    reject_code: str = CODE_SCENARIO
+    reject_label: str | None = None
+    lifecycle_interval_seconds: float = 0.0
+    report_format: str = REPORT_FORMAT_CPPSTATUT
 
     def __post_init__(self) -> None:
-        for code in self.lifecycle:
-            if not (re.fullmatch(r"[0-9]{2}", code) and 1 <= int(code) <= 41):
-                raise ValueError(f"lifecycle code {code!r} is not an invoice status code 01–41")
+        problem = settings_problem(
+            scenario=self.scenario,
+            reject=sorted(self.reject),
+            reject_code=self.reject_code,
+            reject_label=self.reject_label,
+            lifecycle=self.lifecycle,
+            lifecycle_interval_seconds=self.lifecycle_interval_seconds,
+            report_format=self.report_format,
+        )
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+
+    @property
+    def rejection_label(self) -> str:
+        """The label of the rejections the scenario forces."""
+        return self.reject_label or default_reject_label(self.scenario)
+
+    @classmethod
+    def from_config(cls, sandbox: SandboxConfig, **overrides: Any) -> SandboxSettings:
+        """The settings of ``[sandbox]``, with per-run ``overrides`` (None: keep the file's).
+
+        Naming invoices to ``reject`` without a scenario implies ``partial``; choosing
+        another scenario than ``partial`` forgets the file's ``reject`` list.
+        """
+        chosen = {key: value for key, value in overrides.items() if value is not None}
+        if chosen.get("reject") and "scenario" not in chosen:
+            chosen["scenario"] = SCENARIO_PARTIAL
+        fields: dict[str, Any] = {
+            "partner_code": sandbox.partner_code,
+            "scenario": sandbox.scenario,
+            "reject": sandbox.reject,
+            "reject_code": sandbox.reject_code,
+            "reject_label": sandbox.reject_label,
+            "lifecycle": sandbox.lifecycle,
+            "lifecycle_interval_seconds": sandbox.lifecycle_interval_seconds,
+            "report_format": sandbox.report_format,
+            **chosen,
+        }
+        if fields["scenario"] != SCENARIO_PARTIAL and "reject" not in chosen:
+            fields["reject"] = ()
+        fields["reject"] = frozenset(fields["reject"])
+        fields["lifecycle"] = tuple(fields["lifecycle"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -133,6 +197,13 @@ class SandboxOutcome:
     files: tuple[tuple[str, bytes], ...]
     #: Why the whole flow was refused before its invoices were read (status 93 only).
     problem: str | None = None
+    #: The lifecycle statuses still to come for the integrated invoices (None: none).
+    schedule: LifecycleSchedule | None = None
+
+    @property
+    def answered(self) -> bool:
+        """False when the scenario ``silent`` sent nothing back (``status_code`` is then "")."""
+        return bool(self.files)
 
     @property
     def integrated_keys(self) -> frozenset[tuple[str, str]]:
@@ -193,22 +264,40 @@ def process_flow(
     """
     if now.tzinfo is None:
         raise ValueError("process_flow needs a timezone-aware 'now'")
+    if settings.scenario == SCENARIO_SILENT:
+        return SandboxOutcome(file_name, _loose_name(file_name)[1], "", (), (), ())
     try:
         interface, flow_id = _check_name(file_name, settings)
         # A flow named .xml is one invoice sent as itself; .tar.gz is a lot.
         members = [(file_name, archive)] if file_name.endswith(".xml") else _read_members(archive, settings)
+        if settings.scenario == SCENARIO_REJECTED:
+            raise _FlowRefused(settings.reject_code, settings.rejection_label)
     except _FlowRefused as refused:
         interface, flow_id = _loose_name(file_name)
         return _refused_flow(file_name, interface, flow_id, refused, settings, now)
     integrated, rejected = _check_members(members, interface, settings, already_integrated)
     status = "93" if not integrated else ("96" if rejected else "90")
-    comment = f"{len(integrated)} invoice(s) integrated, {len(rejected)} rejected"
-    errors = [_rejection_line(r) for r in rejected]
-    files = [(_report_name(interface, settings, flow_id), _report(flow_id, status, comment, errors, settings, now))]
+    schedule = None
     if integrated and settings.lifecycle:
-        lifecycle_name = f"{LIFECYCLE_INTERFACE}_{settings.partner_code}_{flow_id}.xml"
-        files.append((lifecycle_name, _lifecycle(integrated, flow_id, settings, now)))
-    return SandboxOutcome(file_name, flow_id, status, tuple(integrated), tuple(rejected), tuple(files))
+        invoices = tuple(
+            ScheduledInvoice(i.supplier_siret, i.buyer_siret, i.invoice_number, i.issue_date) for i in integrated
+        )
+        schedule = LifecycleSchedule(flow_id, now, settings.lifecycle, settings.lifecycle_interval_seconds, invoices)
+    files, schedule = flow_answers(
+        report_format=settings.report_format,
+        partner_code=settings.partner_code,
+        report_name=_report_name(interface, settings, flow_id),
+        flow_id=flow_id,
+        status=status,
+        comment=f"{len(integrated)} invoice(s) integrated, {len(rejected)} rejected",
+        errors=[_rejection_line(r) for r in rejected],
+        rejected=rejected,
+        schedule=schedule,
+        now=now,
+    )
+    return SandboxOutcome(
+        file_name, flow_id, status, tuple(integrated), tuple(rejected), tuple(files), schedule=schedule
+    )
 
 
 # -- the flow as a whole ---------------------------------------------------------------
@@ -303,10 +392,17 @@ def _refused_flow(
     settings: SandboxSettings,
     now: datetime,
 ) -> SandboxOutcome:
-    errors = [flow_error_line(code=refused.code, label=refused.label)]
-    report = _report(flow_id, "93", refused.label, errors, settings, now)
-    files = ((_report_name(interface, settings, flow_id), report),)
-    return SandboxOutcome(file_name, flow_id, "93", (), (), files, problem=refused.label)
+    files, _ = flow_answers(
+        report_format=settings.report_format,
+        partner_code=settings.partner_code,
+        report_name=_report_name(interface, settings, flow_id),
+        flow_id=flow_id,
+        status="93",
+        comment=refused.label,
+        errors=[flow_error_line(code=refused.code, label=refused.label)],
+        now=now,
+    )
+    return SandboxOutcome(file_name, flow_id, "93", (), (), tuple(files), problem=refused.label)
 
 
 # -- one invoice -----------------------------------------------------------------------
@@ -323,7 +419,7 @@ def _check_members(
     integrated: list[IntegratedInvoice] = []
     rejected: list[RejectedInvoice] = []
     for name, payload in members:
-        verdict = _check_invoice(name, payload, interface, directory, seen)
+        verdict = _check_invoice(name, payload, interface, settings, directory, seen)
         if isinstance(verdict, IntegratedInvoice):
             # Later invoices of the same flow with the same key are duplicates too.
             seen.add((verdict.supplier_siret, verdict.invoice_number))
@@ -334,7 +430,12 @@ def _check_members(
 
 
 def _check_invoice(
-    name: str, payload: bytes, interface: str, directory: dict[str, PublicStructure], seen: set[tuple[str, str]]
+    name: str,
+    payload: bytes,
+    interface: str,
+    settings: SandboxSettings,
+    directory: dict[str, PublicStructure],
+    seen: set[tuple[str, str]],
 ) -> IntegratedInvoice | RejectedInvoice:
     findings = validate_invoice(payload)
     facts = _facts(payload)
@@ -350,17 +451,30 @@ def _check_invoice(
         return reject(CODE_VALIDATION, _findings_label(findings))
     if facts.number is None or facts.supplier is None or facts.buyer is None:
         return reject(CODE_VALIDATION, "the invoice number, supplier SIRET or buyer SIRET cannot be read")
-    structure = directory.get(facts.buyer)
+    if settings.scenario == SCENARIO_DEFAULT:
+        problem = _business_problem(facts, directory, seen)
+    else:  # the scenario decides: only "partial" names invoices to reject
+        problem = (settings.reject_code, settings.rejection_label) if facts.number in settings.reject else None
+    if problem is not None:
+        return reject(*problem)
+    return IntegratedInvoice(name, facts.number, facts.supplier, facts.buyer, facts.issue_date)
+
+
+def _business_problem(
+    facts: _Facts, directory: dict[str, PublicStructure], seen: set[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """Chorus Pro's documented checks of a readable invoice: directory, service code, duplicates."""
+    structure = directory.get(facts.buyer or "")
     if structure is None:
-        return reject(CODE_DIRECTORY, f"destinataire inconnu de l'annuaire: {facts.buyer}")
+        return CODE_DIRECTORY, f"destinataire inconnu de l'annuaire: {facts.buyer}"
     if structure.service_required and not facts.buyer_reference:
         element = facts.buyer_reference_element
-        return reject(CODE_SERVICE, f"the buyer {facts.buyer} requires a service code ({element})")
+        return CODE_SERVICE, f"the buyer {facts.buyer} requires a service code ({element})"
     if (facts.supplier, facts.number) in seen:
-        return reject(
-            CODE_DUPLICATE, f"duplicate: invoice {facts.number!r} of supplier {facts.supplier} was already integrated"
+        return CODE_DUPLICATE, (
+            f"duplicate: invoice {facts.number!r} of supplier {facts.supplier} was already integrated"
         )
-    return IntegratedInvoice(name, facts.number, facts.supplier, facts.buyer, facts.issue_date)
+    return None
 
 
 def _facts(payload: bytes) -> _Facts:
@@ -437,32 +551,3 @@ def _rejection_line(rejected: RejectedInvoice) -> ErrorLine:
 def _report_name(interface: str | None, settings: SandboxSettings, flow_id: str) -> str:
     prefix = f"CSO{interface[3:]}" if interface else _UNKNOWN_REPORT_INTERFACE
     return f"{prefix}_{settings.partner_code}_{flow_id}.xml"
-
-
-def _report(
-    flow_id: str, status: str, comment: str, errors: list[ErrorLine], settings: SandboxSettings, now: datetime
-) -> bytes:
-    return flow_status_document(
-        flow_id=flow_id, code=status, comment=comment, timestamp=now, errors=errors, receiver_id=settings.partner_code
-    )
-
-
-def _lifecycle(integrated: list[IntegratedInvoice], flow_id: str, settings: SandboxSettings, now: datetime) -> bytes:
-    entries = [
-        InvoiceStatusEntry(
-            supplier_id=invoice.supplier_siret,
-            supplier_id_type="1",
-            buyer_id=invoice.buyer_siret,
-            invoice_number=invoice.invoice_number,
-            invoice_date=invoice.issue_date,
-            code=code,
-            label=INVOICE_STATUS_LABELS.get(code),
-            comment=None,
-            timestamp=now + timedelta(seconds=step),
-        )
-        for invoice in integrated
-        for step, code in enumerate(settings.lifecycle)
-    ]
-    return invoice_status_document(
-        entries=entries, flow_id=flow_id, produced_on=now.date(), receiver_id=settings.partner_code
-    )

@@ -65,7 +65,13 @@ class History:
         return [(event, report) for event, report in rows]
 
     def sent_flows_without_report(self) -> Sequence[Flow]:
-        """Flows deposited and still waiting for their integration report."""
+        """Flows deposited and still waiting for their integration report: a CDAR 500
+        (flow receivable) counts as one, its invoices being settled by their own statuses."""
+        received = select(StatusEvent.id).where(
+            StatusEvent.flow_pk == Flow.id, StatusEvent.source == "chorus", StatusEvent.code == "500"
+        )
         return self.session.scalars(
-            select(Flow).where(Flow.status == FlowStatus.SENT.value).order_by(Flow.sent_at, Flow.id)
+            select(Flow)
+            .where(Flow.status == FlowStatus.SENT.value, ~received.exists())
+            .order_by(Flow.sent_at, Flow.id)
         ).all()

