@@ -26,7 +26,7 @@ import structlog
 from gateway.reports.model import InvoiceStatusEntry
 from gateway.reports.reconcile import reconcile_report
 from gateway.sandbox.cppstatut import invoice_status_document
-from gateway.store import Store
+from gateway.store import Store, db
 from gateway.store.models import Invoice, SourceFile
 
 SUPPLIER = "40483304800022"
@@ -70,6 +70,10 @@ def _files(count: int, per_file: int, now: datetime) -> list[bytes]:
 
 def run(url: str, invoices: int, per_file: int) -> dict[str, float]:
     now = datetime.now(UTC)
+    if not url.startswith("sqlite"):
+        engine = db.make_engine(url)
+        db.upgrade(engine)  # a shared PostgreSQL is migrated on purpose, never by Store.open
+        engine.dispose()
     store = Store.open(url)
     try:
         started = time.perf_counter()

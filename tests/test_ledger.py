@@ -118,6 +118,7 @@ def test_invoices_show_finds_by_number_or_says_what_to_do(tmp_path: Path, refere
         assert shown["status"] == "integrated" and [e["code"] for e in shown["timeline"]][:3] == [
             "valid", "packed", "sent"]
         assert any(e["source"] == "chorus" and e["code"] == "01" for e in shown["timeline"])
+        assert shown["lifecycle"].startswith("03")  # the sandbox's 01 then 03: the highest rank
     else:
         result = gateway("--config", str(config), "invoices", "show", "NOPE-1", env=env, check=False)
         assert result.returncode == 1 and "no invoice 'NOPE-1'" in result.stderr

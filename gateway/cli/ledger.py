@@ -16,6 +16,7 @@ from gateway.cli.state import State, pass_state
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
 from gateway.pipeline.outbox import overdue_flows
+from gateway.reports.lifecycle import current_status
 from gateway.reports.reconcile import reconcile_report
 from gateway.store import Tx
 from gateway.store.models import Invoice
@@ -46,6 +47,8 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
     ID is the invoice's id in the store, or its number when no other invoice has it."""
     with state.store().transaction() as tx:
         invoice = _find_invoice(tx, reference)
+        history = tx.invoice_timeline(invoice.id)
+        current = current_status(event for event, _report in history)
         timeline = [
             {
                 "at": event.occurred_at,
@@ -56,7 +59,7 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
                 "report": None if report is None else {"id": report.id, "file_name": report.file_name,
                                                        "sha256": report.sha256},
             }
-            for event, report in tx.invoice_timeline(invoice.id)
+            for event, report in history
         ]
         facts: dict[str, Any] = {
             "id": invoice.id,
@@ -67,6 +70,7 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
             "total_with_vat": invoice.total_with_vat,
             "currency": invoice.currency,
             "status": invoice.status,
+            "lifecycle": f"{current.code} {current.label}" if current else None,
             "reason": invoice.reason,
             "corrects": invoice.corrects_id,
             "channel": invoice.channel,

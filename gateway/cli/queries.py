@@ -14,6 +14,7 @@ from rich.text import Text
 
 from gateway.cli.state import State, pass_state
 from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.reports.lifecycle import current_status
 
 
 def _emit(rows: Sequence[dict[str, Any]], as_json: bool, title: str) -> None:
@@ -87,7 +88,9 @@ def invoices_list(state: State, status: str | None, siret: str | None, since: da
     """List invoices, oldest first, with the last lifecycle status Chorus Pro gave them."""
     with state.store().transaction() as tx:
         invoices = tx.find_invoices(status=status, siret=siret, since=since.replace(tzinfo=UTC) if since else None)
-        lifecycle = tx.latest_chorus_status(i.id for i in invoices)
+        # The current lifecycle status by rank (docs/reports.md), not the last to arrive.
+        histories = tx.status_events_by_invoice(i.id for i in invoices)
+        lifecycle = {invoice_id: current_status(events) for invoice_id, events in histories.items()}
         rows = []
         for invoice in invoices:
             event = lifecycle.get(invoice.id)

@@ -358,18 +358,6 @@ class Tx(ReferenceData, WireEvidence, History):
             query = query.limit(limit)
         return self.session.scalars(query).all()
 
-    def latest_chorus_status(self, invoice_ids: Iterable[int]) -> dict[int, StatusEvent]:
-        """The most recent lifecycle status Chorus Pro gave each invoice."""
-        ids = list(invoice_ids)
-        if not ids:
-            return {}
-        events = self.session.scalars(
-            select(StatusEvent)
-            .where(StatusEvent.invoice_id.in_(ids), StatusEvent.source == "chorus")
-            .order_by(StatusEvent.occurred_at, StatusEvent.id)
-        ).all()
-        return {event.invoice_id: event for event in events if event.invoice_id is not None}
-
     def count_invoices_by_status(self) -> dict[str, int]:
         rows = self.session.execute(select(Invoice.status, func.count(Invoice.id)).group_by(Invoice.status)).all()
         return {status: count for status, count in rows}
