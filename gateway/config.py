@@ -20,6 +20,7 @@ from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.mapping.xslt import check_stylesheet
+from gateway.starter_config import STARTER_CONFIG
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
 
 ENV_CONFIG = "GATEWAY_CONFIG"
@@ -588,68 +589,6 @@ def availability_problems(config: Config) -> list[ConfigError]:
     return problems
 
 
-STARTER_CONFIG = """\
-# chorus-gateway configuration. Relative paths are relative to data_dir.
-# Check it with:  gateway --config gateway.toml config check
-
-[gateway]
-data_dir = "."                 # relative to this file
-# database_url = "postgresql+psycopg://gateway@127.0.0.1:5432/gateway"
-#                                 default: SQLite in data_dir/gateway.db
-log_format = "auto"            # auto (readable on a terminal, JSON otherwise) | json | console
-poll_seconds = 5               # pause between passes of `gateway run`
-
-# The built-in Chorus Pro simulator. While enabled it answers, after each sending
-# step, every flow deposited in its inbox. Rehearse with it, then point the channel
-# at a real partner and set enabled = false.
-[sandbox]
-enabled = true
-dir = "sandbox"
-partner_code = "AAA123"
-# What it makes of each flow (docs/sandbox.md); defaults shown, but for reject (none):
-# scenario = "default"         # default (directory, service code, duplicates) | all-integrated
-#                              #   | partial (rejects `reject`) | rejected (whole flow, 93) | silent (no report)
-# reject = ["F-2026-000002"]   # scenario "partial": invoice numbers rejected, the others integrated
-# reject_code = "SCENARIO"     # code and label of the rejections "partial" and "rejected" make
-# reject_label = "..."
-# lifecycle = ["01", "03"]     # statuses of each integrated invoice, e.g. ["01", "03", "07", "08", "11"]
-# lifecycle_interval_seconds = 0  # status k comes k x this after integration; 0: all at once.
-#                              #   Make time pass with: gateway sandbox --advance 2h
-# report_format = "cppstatut"  # cppstatut | cdar (CDAR D22B, the reform's lifecycle messages)
-
-# How invoices are validated (docs/validation.md).
-[validation]
-time_budget_seconds = 60       # per invoice; beyond it the outcome is validation-error
-unknown_buyer = "warning"      # warning | error: a buyer SIRET absent from `gateway directory import`
-max_invoice_number_length = 20 # Chorus Pro E1
-
-# A partner is where flows go and reports come back from.
-[partners.sandbox]
-transport = "local"            # local | sftp | as2, see docs/transport.md
-partner_code = "AAA123"        # your Chorus Pro EDI partner code
-outbound_dir = "sandbox/inbox"
-inbound_dir = "sandbox/outbox"
-file_name_template = "{interface}_{partner_code}_{flow_id}.tar.gz"
-max_invoices_per_flow = 500    # Chorus Pro: at most 500 invoices per flow
-max_flow_bytes = 1000000000    # and 1 GB
-max_attempts = 5               # then the flow is failed and an alert is logged
-credit_note_as_invoice = false # UBL: a credit note (381) as Invoice/381 instead of CreditNote
-
-# A channel is a directory the ERP drops its exports into.
-[channels.erp]
-watch_dir = "inbox/erp"
-input_format = "csv"           # csv | jsonl | idoc | path/to/your.xsl, see docs/inputs.md
-syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO1106A)
-partner = "sandbox"
-settle_seconds = 2             # leave files younger than this alone
-validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
-
-[channels.erp.csv]
-delimiter = ";"
-encoding = "utf-8"             # or cp1252
-decimal = "."                  # or ","
-date_format = "%Y-%m-%d"
-"""
 
 
 def write_starter(directory: Path) -> Path:
