@@ -17,17 +17,15 @@ written down here and in docs/reports.md: a date-time without offset is French t
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 
 from lxml import etree
 
-from gateway.errors import ConfigError, ReportError
+from gateway.errors import ReportError
 from gateway.reports import registry
 from gateway.reports.cppstatut import NAIVE_TIMEZONE
 from gateway.reports.model import NATURE_FLOW, ErrorLine, FlowStatusEntry, InvoiceStatusEntry, ParsedReport
-from gateway.resources import schema_path
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -48,7 +46,6 @@ PLATFORM_SCHEME = "0238"
 SIRET_TYPE = "1"
 
 _REASON = re.compile(r"(?P<code>[A-Z][A-Z0-9_]*)(?:: (?P<text>\S(?:.*\S)?))?", re.DOTALL)
-_MAX_SCHEMA_ERRORS = 3
 
 
 def format_reason(code: str | None, text: str | None) -> str | None:
@@ -118,26 +115,8 @@ def validate_document(raw: bytes) -> None:
 # -- validation --------------------------------------------------------------------------
 
 
-@functools.cache
-def _schema() -> etree.XMLSchema:
-    """The project's CDAR XSD (with its three imported modules), loaded once per process."""
-    path = schema_path(SCHEMA_NAME)
-    try:
-        return etree.XMLSchema(etree.parse(str(path)))
-    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
-        # Not the report's fault: the installation is broken, so do not mark reports invalid.
-        raise ConfigError(f"cannot load {path}: {exc}") from exc
-
-
 def _validate(root: etree._Element) -> None:
-    try:
-        # assertValid keeps the errors on the exception: no shared error_log to race on.
-        _schema().assertValid(root)
-    except etree.DocumentInvalid as exc:
-        errors = list(exc.error_log)
-        shown = "; ".join(f"line {e.line}: {_prefixed(e.message)}" for e in errors[:_MAX_SCHEMA_ERRORS])
-        more = f" (and {len(errors) - _MAX_SCHEMA_ERRORS} more)" if len(errors) > _MAX_SCHEMA_ERRORS else ""
-        raise ReportError(f"not a valid CDAR D22B document: {shown or exc}{more}") from exc
+    registry.assert_valid(root, SCHEMA_NAME, "CDAR D22B", _prefixed)
 
 
 def _prefixed(message: str) -> str:

@@ -15,14 +15,14 @@ The encoding of per-invoice rejections inside a flow status is inferred [I]: see
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from gateway.errors import ConfigError, ReportError
+from gateway.errors import ReportError
+from gateway.reports import registry
 from gateway.reports.model import (
     NATURE_INVOICE,
     ErrorLine,
@@ -30,7 +30,6 @@ from gateway.reports.model import (
     InvoiceStatusEntry,
     ParsedReport,
 )
-from gateway.resources import schema_path
 
 SCHEMA_NAME = "cppstatut.xsd"
 
@@ -52,7 +51,6 @@ _DESCRIPTION_KEY = re.compile(
     r"(?:^|;)\s*(" + "|".join((INVOICE_NUMBER_KEY, SUPPLIER_KEY, BUYER_KEY)) + r")\s*=",
     re.IGNORECASE,
 )
-_MAX_SCHEMA_ERRORS = 3
 
 
 def format_invoice_description(invoice_number: str, supplier_id: str | None, buyer_id: str | None) -> str:
@@ -95,7 +93,7 @@ def parse_report(raw: bytes) -> ParsedReport:
     Raises ``ReportError`` when the bytes are not well-formed XML, carry a DOCTYPE,
     or are not valid against ``schemas/cppstatut.xsd``; the message names the line.
     """
-    root = _parse_safely(raw)
+    root = registry.parse_safely(raw)
     _validate(root)
     envelope = _envelope(root)
     flows = root.find("CPPFluxStatuts")
@@ -111,46 +109,13 @@ def parse_report(raw: bytes) -> ParsedReport:
 # -- parsing and validation --------------------------------------------------------
 
 
-def _parse_safely(raw: bytes) -> etree._Element:
-    # A parser per call: lxml parsers keep state and must not be shared across threads.
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
-    try:
-        root = etree.fromstring(raw, parser)
-    except etree.XMLSyntaxError as exc:
-        raise ReportError(f"not well-formed XML: line {exc.lineno}: {exc.msg}") from exc
-    if root.getroottree().docinfo.doctype:
-        line = raw[: raw.find(b"<!DOCTYPE")].count(b"\n") + 1 if b"<!DOCTYPE" in raw else 1
-        raise ReportError(f"line {line}: a DOCTYPE is not allowed in a report (DTDs and entities are refused)")
-    return root
-
-
-@functools.cache
-def _schema() -> etree.XMLSchema:
-    """The project's CPPStatut XSD, loaded once per process."""
-    path = schema_path(SCHEMA_NAME)
-    try:
-        return etree.XMLSchema(etree.parse(str(path)))
-    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
-        # Not the report's fault: the installation is broken, so do not mark reports invalid.
-        raise ConfigError(f"cannot load {path}: {exc}") from exc
-
-
 def _validate(root: etree._Element) -> None:
-    try:
-        # assertValid keeps the errors on the exception: no shared error_log to race on.
-        _schema().assertValid(root)
-    except etree.DocumentInvalid as exc:
-        errors = list(exc.error_log)
-        shown = "; ".join(f"line {e.line}: {e.message}" for e in errors[:_MAX_SCHEMA_ERRORS])
-        more = f" (and {len(errors) - _MAX_SCHEMA_ERRORS} more)" if len(errors) > _MAX_SCHEMA_ERRORS else ""
-        raise ReportError(f"not a valid CPPStatut document: {shown or exc}{more}") from exc
+    registry.assert_valid(root, SCHEMA_NAME, "CPPStatut")
 
 
 def validate_document(raw: bytes) -> None:
     """Check that bytes are a safe, schema-valid ``CPPStatut`` document (or raise ``ReportError``)."""
-    _validate(_parse_safely(raw))
+    _validate(registry.parse_safely(raw))
 
 
 # -- extraction ----------------------------------------------------------------------

@@ -12,8 +12,8 @@ limit) and hands the file to the parser registered for that root:
 A root no parser reads raises ``ReportError``; the reconciler then marks the report
 invalid, and the raw file stays in the store, so a parser added later can read it.
 
-``parse_safely`` is the reports stage's safe XML parse; ``cdar.py`` uses it
-(``cppstatut.py`` predates it and has its own, with the same options).
+``parse_safely`` and ``assert_valid`` are the reports stage's safe XML parse and XSD
+check, shared by every parser.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from gateway.errors import ReportError
+from gateway.errors import ConfigError, ReportError
 from gateway.reports.model import ParsedReport
+from gateway.resources import schema_path
 
 #: Larger files are refused before any parsing. A lifecycle file of a full flow (500
 #: invoices, a few statuses each) weighs a few MB; 64 MiB leaves room, and bounds memory.
@@ -97,6 +98,35 @@ def _parsers() -> dict[str, Parser]:
     from gateway.reports import cdar, cppstatut
 
     return {CPPSTATUT_ROOT: cppstatut.parse_report, CDAR_ROOT: cdar.parse_report}
+
+
+#: Schema errors quoted in a report's outcome; the rest are counted.
+MAX_SCHEMA_ERRORS = 3
+
+
+@functools.cache
+def _schema(name: str) -> etree.XMLSchema:
+    """One of the project's report XSDs (``schemas/``), loaded once per process."""
+    path = schema_path(name)
+    try:
+        return etree.XMLSchema(etree.parse(str(path)))
+    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
+        # Not the report's fault: the installation is broken, so do not mark reports invalid.
+        raise ConfigError(f"cannot load {path}: {exc}") from exc
+
+
+def assert_valid(
+    root: etree._Element, schema_name: str, what: str, tidy: Callable[[str], str] = lambda message: message
+) -> None:
+    """Raise ``ReportError`` naming the lines when ``root`` is not valid against the XSD."""
+    try:
+        # assertValid keeps the errors on the exception: no shared error_log to race on.
+        _schema(schema_name).assertValid(root)
+    except etree.DocumentInvalid as exc:
+        errors = list(exc.error_log)
+        shown = "; ".join(f"line {e.line}: {tidy(e.message)}" for e in errors[:MAX_SCHEMA_ERRORS])
+        more = f" (and {len(errors) - MAX_SCHEMA_ERRORS} more)" if len(errors) > MAX_SCHEMA_ERRORS else ""
+        raise ReportError(f"not a valid {what} document: {shown or exc}{more}") from exc
 
 
 def _check_size(raw: bytes) -> None:
