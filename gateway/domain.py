@@ -71,7 +71,24 @@ class FlowStatus(enum.StrEnum):
     INTEGRATED = "integrated"  #: CR 90: every invoice integrated
     PARTIALLY_INTEGRATED = "partially_integrated"  #: CR 96: some invoices rejected
     REJECTED = "rejected"  #: CR 93: the whole flow rejected
-    FAILED = "failed"  #: could not be deposited
+    FAILED = "failed"  #: could not be deposited, or Chorus Pro reported it did not get through (94, 95)
+
+
+def flow_next_step(status: str, flow_id: str) -> str | None:
+    """What the operator does next about a flow in ``status``; None while the gateway is on it.
+
+    >>> flow_next_step("failed", "AAA1231100000000000000001")
+    'fix the cause, then: gateway flows retry AAA1231100000000000000001'
+    >>> flow_next_step("sent", "AAA1231100000000000000001") is None
+    True
+    """
+    if status == FlowStatus.FAILED:
+        return f"fix the cause, then: gateway flows retry {flow_id}"
+    if status == FlowStatus.REJECTED:
+        return "correct the invoices in the ERP and export them again (each is linked to the one it corrects)"
+    if status == FlowStatus.PARTIALLY_INTEGRATED:
+        return "correct the rejected invoices in the ERP and export them again"
+    return None
 
 
 class ReportOutcome(enum.StrEnum):

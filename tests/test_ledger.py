@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cli_runner import gateway
 from gateway.intake.sample import write_sample_export
+from gateway.sandbox.cppstatut import flow_error_line, flow_status_document
 from gateway.sandbox.directory import UNLISTED_BUYER_SIRET
 
 STATUT = Path("examples") / "chorus-pro" / "statut"
@@ -70,6 +72,31 @@ def test_a_flow_without_report_is_overdue_once(tmp_path: Path) -> None:
 
     [overdue] = _cli(config, env, "reports", "overdue", "--json")
     assert overdue["flow_id"] == first["flows_sent"][0] and overdue["overdue_hours"] >= 0
+
+
+def test_a_transmission_error_alerts_at_once_and_the_flow_says_how_to_send_it_again(tmp_path: Path) -> None:
+    """Issue 12 item 11: a flow status 95 fails the flow at once, with the report's codes and labels."""
+    config, env = _site(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", **{'# scenario = "default"': 'scenario = "silent"'})
+    write_sample_export(tmp_path / "site" / "inbox" / "erp" / "export.csv", 2, with_errors=False)
+    [flow_id] = _cli(config, env, "run", "--once")["flows_sent"]
+    report = tmp_path / "CSO1100A_AAA123_95.xml"
+    report.write_bytes(flow_status_document(
+        flow_id=flow_id, code="95", comment=None, timestamp=datetime.now(UTC), receiver_id="AAA123",
+        errors=[flow_error_line(code="TRANSMISSION", label="flux tronqué")]))
+
+    ingested = gateway("--config", str(config), "--log-format", "json", "reports", "ingest", str(report), env=env)
+    [alert] = [json.loads(line) for line in ingested.stderr.splitlines() if "alert.flow_rejected" in line]
+    assert (alert["flow"], alert["code"], alert["label"]) == (flow_id, "95", "Erreur de transmission")
+    assert alert["errors"] == ["TRANSMISSION: flux tronqué"]
+    assert alert["action"] == f"fix the cause, then: gateway flows retry {flow_id}"
+    [flow] = _cli(config, env, "flows", "list", "--json")
+    assert flow["status"] == "failed" and flow["next_step"] == alert["action"]
+    assert "95 Erreur de transmission: TRANSMISSION: flux tronqué" in flow["reason"]
+    assert {i["status"] for i in _cli(config, env, "invoices", "list", "--json")} == {"packed"}
+
+    gateway("--config", str(config), "flows", "retry", flow_id, env=env)
+    assert _cli(config, env, "run", "--once")["flows_sent"] == [flow_id]
+    assert {i["status"] for i in _cli(config, env, "invoices", "list", "--json")} == {"sent"}
 
 
 def test_a_rejected_invoice_comes_back_as_its_correction_and_an_integrated_one_as_a_duplicate(

@@ -153,3 +153,31 @@ def test_xml_packaging_sends_each_invoice_as_its_own_flow(tmp_path: Path) -> Non
         sent = tmp_path / "site" / "flows" / flow["file_name"]
         assert sent.read_bytes().lstrip().startswith(b"<?xml")
         assert hashlib.sha256(sent.read_bytes()).hexdigest() == flow["sha256"]
+
+
+def test_two_partners_with_one_partner_code_get_distinct_flow_ids(tmp_path: Path) -> None:
+    """Issue 12 item 3: flow ids are unique per Chorus Pro partner code, whichever partner sends."""
+    config = tmp_path / "gateway.toml"
+    partners = "".join(f"""
+[partners.{name}]
+transport = "local"
+partner_code = "AAA123"
+outbound_dir = "{name}/out"
+inbound_dir = "{name}/in"
+[channels.{name}]
+partner = "{name}"
+settle_seconds = 0
+""" for name in ("primary", "backup"))
+    config.write_text(f'[gateway]\ndata_dir = "data"\n[sandbox]\nenabled = false\n{partners}')
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
+    for name in ("primary", "backup"):
+        (tmp_path / "data" / "inbox" / name).mkdir(parents=True)
+        write_sample_export(tmp_path / "data" / "inbox" / name / "export.csv", 2, with_errors=False,
+                            number_prefix=name[0].upper())
+    gateway("--config", str(config), "run", "--once", env=env)
+    flows = json.loads(gateway("--config", str(config), "flows", "list", "--json", env=env).stdout)
+    assert sorted((flow["partner"], flow["status"]) for flow in flows) == [("backup", "sent"), ("primary", "sent")]
+    assert sorted(flow["flow_id"][-3:] for flow in flows) == ["001", "002"]
+    for name in ("primary", "backup"):
+        deposited = [path.name for path in (tmp_path / "data" / name / "out").iterdir()]
+        assert deposited == [next(f["file_name"] for f in flows if f["partner"] == name)]

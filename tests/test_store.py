@@ -112,3 +112,19 @@ def test_postgres_behind_head_asks_for_db_upgrade(postgres_url: str) -> None:
 
     with pytest.raises(StoreError, match="gateway db upgrade"):
         Store.open(postgres_url)
+
+
+def test_flow_numbers_are_the_partner_codes_and_continue_after_ids_numbered_per_partner(database_url: str,
+                                                                                      open_store) -> None:
+    """Issue 12 item 3: two partners with one code draw from one sequence. A store numbered per partner
+    name before goes on after the highest id recorded for the code, never below it."""
+    store = open_store(database_url)
+    with store.transaction() as tx:
+        for flow_id in ("AAA1231100000000000000007", "AAA12311000000000000000099", "AAA1211100000000000000042"):
+            tx.add_flow(now=NOW, flow_id=flow_id, partner="old", interface_code="FSO1100A", syntax="ubl",
+                        file_name=f"{flow_id}.tar.gz", sha256="0" * 64, size=1, invoice_count=1, validated_with="[]")
+    with store.transaction() as tx:
+        # AAA1231... ending 099 has AAA1231's length + 1: it belongs to the 7-character code AAA1231, not AAA123.
+        assert [tx.next_flow_counter("AAA123"), tx.next_flow_counter("AAA123")] == [8, 9]
+        assert tx.next_flow_counter("AAA121") == 43
+        assert tx.next_flow_counter("BBB1") == 1

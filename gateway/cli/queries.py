@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.cli.state import State, pass_state
-from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.domain import FlowStatus, InvoiceStatus, flow_next_step
 from gateway.reports.lifecycle import current_status
 
 
@@ -57,6 +57,7 @@ def flows_list(state: State, status: str | None, as_json: bool) -> None:
                 "size": f.size,
                 "sent_at": f.sent_at,
                 "reason": f.reason,
+                "next_step": flow_next_step(f.status, f.flow_id),
                 "validated_with": _validated_with(f.validated_with, as_json),
             }
             for f in tx.list_flows(status=status)

@@ -68,7 +68,7 @@ class OutboxSteps:
         self, tx: Tx, partner: Partner, syntax: Syntax, group: list[Invoice], now: datetime
     ) -> tuple[Flow, bytes]:
         interface = FLOW_KINDS[syntax].interface_code
-        counter = tx.next_counter(f"flow:{partner.name}")
+        counter = tx.next_flow_counter(partner.partner_code)
         flow_id = packaging.make_flow_id(partner.partner_code, interface, counter)
         members = [
             (packaging.member_name(position, invoice.invoice_number or str(invoice.id)), invoice)

@@ -23,6 +23,7 @@ from gateway.domain import (
     FlowStatus,
     InvoiceStatus,
     ReportOutcome,
+    flow_next_step,
 )
 from gateway.errors import ReportError
 from gateway.reports import lifecycle, registry
@@ -36,15 +37,24 @@ log = structlog.get_logger(__name__)
 #: Known codes of both formats: CPPStatut's have two digits, CDAR's three, so they never collide.
 _FLOW_LABELS = {**FLOW_STATUS_LABELS, **CDAR_FLOW_STATUS_LABELS}
 _INVOICE_LABELS = {**INVOICE_STATUS_LABELS, **CDAR_INVOICE_STATUS_LABELS}
-#: Codes that settle a flow, and the flow status each one means: the CR's 90/96/93 and
-#: CDAR 501 (irrecevable: nothing of the flow was taken). CDAR 500 (recevable) settles
-#: nothing: each invoice then gets its own status (200 Déposée, 213 Rejetée, …).
+#: Codes that settle a flow, and the flow status each one means: the CR's 90/96 and the
+#: failures. 93 and CDAR 501 (irrecevable) say the flow's content was refused: its invoices
+#: are rejected, and a corrected re-export is the way on. 94 and 95 say the flow did not get
+#: through: nothing of it was integrated, and the same flow goes again by `gateway flows
+#: retry` once the cause is known. CDAR 500 (recevable) settles nothing: each invoice then
+#: gets its own status (200 Déposée, 213 Rejetée, …); 91 and 92 are steps of the journey.
 _SETTLING = {
     "90": FlowStatus.INTEGRATED,
     "96": FlowStatus.PARTIALLY_INTEGRATED,
     "93": FlowStatus.REJECTED,
     "501": FlowStatus.REJECTED,
+    "94": FlowStatus.FAILED,
+    "95": FlowStatus.FAILED,
 }
+#: Settling codes that are not a success: each raises ``alert.flow_rejected`` at once,
+#: not 4 hours later as an overdue report.
+_FAILURES = frozenset(code for code, target in _SETTLING.items()
+                      if target in (FlowStatus.REJECTED, FlowStatus.FAILED))
 #: Most serious outcome first, for a report with several entries.
 _SEVERITY = [ReportOutcome.UNKNOWN, ReportOutcome.UNMATCHED, ReportOutcome.APPLIED]
 
@@ -100,7 +110,7 @@ def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: date
     label = entry.label or _FLOW_LABELS[entry.code]
     target = _SETTLING.get(entry.code)
     if target is None:
-        # 91, 92, 94, 95: steps of the flow's journey; CDAR 500: the flow is receivable.
+        # 91, 92: steps of the flow's journey; CDAR 500: the flow is receivable.
         # Recorded without settling it.
         tx.add_status_event(
             flow_pk=flow.id,
@@ -112,15 +122,38 @@ def _apply_flow_status(tx: Tx, report: Report, entry: FlowStatusEntry, now: date
             occurred_at=_utc(entry.timestamp),
         )
         return ReportOutcome.APPLIED, ""
-    _settle_flow(tx, report, flow, entry, target, now)
+    if target is FlowStatus.FAILED:
+        _fail_flow(tx, report, flow, entry, label, now)
+    else:
+        _settle_flow(tx, report, flow, entry, target, now)
+    if entry.code in _FAILURES:
+        log.error("alert.flow_rejected", flow=flow.flow_id, partner=flow.partner, code=entry.code, label=label,
+                  errors=[_describe(e) for e in entry.errors], report=report.id, reason=flow.reason,
+                  action=flow_next_step(flow.status, flow.flow_id))
     return ReportOutcome.APPLIED, ""
+
+
+def _fail_flow(tx: Tx, report: Report, flow: Flow, entry: FlowStatusEntry, label: str, now: datetime) -> None:
+    """The flow did not get through (94, 95): it is failed, for the operator to send again.
+
+    Its invoices go back to ``packed``: they are in a flow that Chorus Pro does not hold,
+    and they still hold their business key, so that no re-export sends them twice.
+    """
+    details = "; ".join(_describe(e) for e in entry.errors)
+    reason = f"Chorus Pro flow status {entry.code} {label}" + (f": {details}" if details else "")
+    for _member, invoice in tx.flow_members(flow):
+        if invoice.status == InvoiceStatus.SENT.value:
+            tx.set_invoice_status(invoice, InvoiceStatus.PACKED, now=now, reason=reason, source="chorus",
+                                  report_id=report.id, occurred_at=_utc(entry.timestamp))
+    tx.set_flow_status(flow, FlowStatus.FAILED, now=now, reason=reason, source="chorus", report_id=report.id)
 
 
 def _settle_flow(tx: Tx, report: Report, flow: Flow, entry: FlowStatusEntry, target: FlowStatus, now: datetime) -> None:
     rejections = _invoice_rejections(entry.errors)
     flow_reason = "; ".join(_describe(e) for e in entry.errors if e.invoice_number is None) or None
     for _member, invoice in tx.flow_members(flow):
-        if invoice.status != InvoiceStatus.SENT.value:
+        # ``packed``: a flow that a 94/95 had failed and that Chorus Pro took after all.
+        if invoice.status not in (InvoiceStatus.SENT.value, InvoiceStatus.PACKED.value):
             continue  # already settled by an earlier report: never move backwards
         reason = rejections.get(invoice.invoice_number or "")
         if reason is None and target is FlowStatus.REJECTED:

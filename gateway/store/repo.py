@@ -374,6 +374,27 @@ class Tx(ReferenceData, WireEvidence, History):
         self.session.flush()
         return counter.value
 
+    def next_flow_counter(self, partner_code: str) -> int:
+        """The next flow number of a Chorus Pro partner code.
+
+        Flow ids are unique per partner code at Chorus Pro, so the sequence is the code's,
+        shared by every configured partner that uses it. A store whose flows were numbered
+        per partner name (before 2026-12) starts the code's sequence after the highest flow
+        id already recorded for that code, so that no id is given twice.
+        """
+        name = f"flow-code:{partner_code}"
+        if self.session.get(Counter, name, with_for_update=True) is None:
+            # The id is code + 4 interface digits + 15 counter digits: its length tells a
+            # code from a longer code that starts with it.
+            ids = select(Flow.flow_id).where(
+                Flow.flow_id.startswith(partner_code, autoescape=True),
+                func.length(Flow.flow_id) == len(partner_code) + 19,
+            )
+            highest = max((int(flow_id[-15:]) for flow_id in self.session.scalars(ids)), default=0)
+            self.session.add(Counter(name=name, value=highest))
+            self.session.flush()
+        return self.next_counter(name)
+
     def add_flow(self, *, now: datetime, **fields: Any) -> Flow:
         flow = Flow(
             status=FlowStatus.PACKED.value,
