@@ -383,6 +383,52 @@ def test_an_unsigned_mdn_is_refused_unless_allowed_and_a_mic_mismatch_is_reporte
     assert receipt.processed and not receipt.signed and receipt.mic == message.mic and not receipt.mic_matches
 
 
+def _report(disposition: str) -> tuple[dict[str, str], bytes]:
+    """An unsigned MDN as a partner writes it, with the right MIC and the given Disposition line."""
+    fields = (f"Reporting-UA: peer\r\nOriginal-Message-ID: <1@x>\r\nDisposition: {disposition}\r\n"
+              f"Received-Content-MIC: {_b64_sha256(b'x')}\r\n")
+    body = (b'--b\r\nContent-Type: text/plain\r\n\r\nreceipt\r\n--b\r\nContent-Type: message/disposition-notification'
+            b'\r\n\r\n' + fields.encode() + b"\r\n--b--\r\n")
+    return {"Content-Type": 'multipart/report; report-type=disposition-notification; boundary="b"'}, body
+
+
+MODE = "automatic-action/MDN-sent-automatically"
+
+
+@pytest.mark.parametrize(("disposition", "error", "warning"), [
+    (f"{MODE}; processed", None, None),
+    ("Automatic-Action / mdn-sent-manually ;  PROCESSED ", None, None),
+    (f"{MODE}; processed/warning: duplicate-document", None, "duplicate-document"),
+    (f"{MODE}; processed/Warning=duplicate, resent", None, "duplicate, resent"),
+    (f"{MODE}; processed / WARNING", None, "warning"),
+    (f"{MODE}; processed/error=decryption-failed", "decryption-failed", None),  # libas2
+    (f"{MODE}; processed/error: decryption-failed", "decryption-failed", None),  # RFC 4130
+    (f"{MODE}; processed/Error:authentication-failed", "authentication-failed", None),
+    (f"{MODE}; processed/ error : integrity-check-failed ", "integrity-check-failed", None),
+    (f"{MODE}; processed/error", "error", None),
+    (f"{MODE}; processed/failure: unsupported format", "unsupported format", None),
+    (f"{MODE}; processed/failed", "failed", None),
+    (f"{MODE}; processed/foo", "foo", None),
+    (f"{MODE}; processed/warnings: x", "x", None),  # not the warning modifier
+    (f"{MODE}; processed/", "an empty disposition modifier", None),
+    (f"{MODE}; failed/Failure: unsupported-mic-algorithm", "unsupported-mic-algorithm", None),
+    (f"{MODE}; failed", "failed", None),
+    (f"{MODE}; denied", "denied", None),
+    (f"{MODE}; processing", "processing", None),
+    (f"{MODE};", "no disposition type", None),
+    ("processed", "no action and sending modes", None),
+    ("automatic-action; processed", "no action and sending modes", None),
+    ("automatic/sent; processed", "no action and sending modes", None),
+])
+def test_the_disposition_is_read_fail_closed_however_it_is_spelled(disposition: str, error: str | None,
+                                                                   warning: str | None) -> None:
+    headers, body = _report(disposition)
+    receipt = parse_mdn(headers, body, verify_cert=None, expected_message_id="<1@x>",
+                        expected_mic=_b64_sha256(b"x"), require_signature=False)
+    assert receipt.mic_matches and receipt.disposition == disposition.strip()
+    assert (receipt.processed, receipt.error, receipt.warning) == (error is None, error, warning)
+
+
 def test_an_error_mdn_carries_the_disposition_modifier(pki: Pki) -> None:
     message = _send(pki, encrypt_cert=pki.stranger.cert)
     request = MdnRequest.from_headers(message.headers)

@@ -90,8 +90,10 @@ class OpensslPartner:
     independent of ours), then answers a signed MDN: processed, or the error ``refuse`` names. An asynchronous
     MDN is kept for the test to post."""
 
-    def __init__(self, pki: Pki, workdir: Path, *, refuse: str | None = None, wrong_mic: bool = False) -> None:
+    def __init__(self, pki: Pki, workdir: Path, *, refuse: str | None = None, wrong_mic: bool = False,
+                 disposition: str | None = None) -> None:
         self.pki, self.workdir, self.refuse, self.wrong_mic = pki, workdir, refuse, wrong_mic
+        self.disposition = disposition  # answered as libas2 writes its MDN, signed by openssl, with the right MIC
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.opened: list[Opened] = []
         self.answers: list[OutboundMessage] = []
@@ -120,6 +122,24 @@ class OpensslPartner:
         assert name is not None, headers
         return Opened(name.group(1).decode(), inner, mic)
 
+    def signed_report(self, request: MdnRequest, mic: str) -> OutboundMessage:
+        """An MDN written and signed without our code: the report by hand, the signature by `openssl cms -sign`."""
+        fields = (f"Reporting-UA: libas2\r\nOriginal-Recipient: rfc822; {PARTNER_AS2}\r\nFinal-Recipient: rfc822; "
+                  f"{PARTNER_AS2}\r\nOriginal-Message-ID: {request.message_id}\r\nDisposition: {self.disposition}\r\n"
+                  f"Received-Content-MIC: {mic}\r\n")
+        report = (b'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"\r\n\r\n'
+                  b"--r\r\nContent-Type: text/plain\r\n\r\nThe message could not be processed.\r\n"
+                  b"--r\r\nContent-Type: message/disposition-notification\r\n\r\n" + fields.encode()
+                  + b"\r\n--r--\r\n")
+        (self.workdir / "report").write_bytes(report)
+        smime = _openssl("cms", "-sign", "-binary", "-md", "sha256", "-in", self.workdir / "report",
+                         "-signer", self.pki.partner.cert_path, "-inkey", self.pki.partner.key_path)
+        head, body = smime.split(b"\n\n", 1)  # openssl's S/MIME headers become the HTTP headers
+        headers = {"AS2-Version": "1.2", "AS2-From": PARTNER_AS2, "AS2-To": f'"{OUR_AS2}"',
+                   "Message-ID": f"<{uuid.uuid4().hex}@libas2>",
+                   **dict(line.split(": ", 1) for line in head.decode().split("\n") if ": " in line)}
+        return OutboundMessage(headers, body, None, headers["Message-ID"])
+
     def __call__(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         self.received.append((headers, body))
         request = MdnRequest.from_headers(headers)
@@ -131,7 +151,9 @@ class OpensslPartner:
             mdn = build_mdn(request, error=AS2Error("openssl refused it", disposition=DECRYPTION_FAILED), **sign)
             return 200, mdn.headers, mdn.body
         self.opened.append(opened)
-        if self.refuse:
+        if self.disposition:
+            mdn = self.signed_report(request, opened.mic)
+        elif self.refuse:
             mdn = build_mdn(request, error=AS2Error("our key is not the one", disposition=self.refuse), **sign)
         else:
             mic = _b64_sha256(b"other bytes") if self.wrong_mic else opened.mic
@@ -327,12 +349,18 @@ def test_a_flow_goes_out_signed_and_encrypted_and_a_signed_mdn_makes_it_sent(tmp
         assert {i.status for i in tx.list_invoices()} == {"sent"}
 
 
-@pytest.mark.parametrize(("answer", "reason"), [("error", "decryption-failed"), ("wrong-mic", "not the one of what")])
+LIBAS2_ERROR = "automatic-action/MDN-sent-automatically; processed/error=decryption-failed"
+
+
+@pytest.mark.parametrize(("answer", "reason"), [("error", "decryption-failed"), ("wrong-mic", "not the one of what"),
+                                                ("libas2-error", "refused the message: decryption-failed")])
 def test_an_error_mdn_fails_the_flow_at_once_with_an_alert_and_keeps_the_evidence(tmp_path: Path, pki: Pki,
                                                                                   partner_server, answer: str,
                                                                                   reason: str) -> None:
+    """libas2 writes its error modifier `error=...` (RFC 4130: `error: ...`), with the right MIC: still a refusal."""
     partner = OpensslPartner(pki, tmp_path / "partner", refuse=DECRYPTION_FAILED if answer == "error" else None,
-                             wrong_mic=answer == "wrong-mic")
+                             wrong_mic=answer == "wrong-mic",
+                             disposition=LIBAS2_ERROR if answer == "libas2-error" else None)
     site = _site(tmp_path, pki, partner_server(partner).url)
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
 
@@ -348,6 +376,8 @@ def test_an_error_mdn_fails_the_flow_at_once_with_an_alert_and_keeps_the_evidenc
     assert _split(attempt.request_raw or b"")[1] == partner.received[0][1]
     assert attempt.response_raw is not None and attempt.response_raw.endswith(partner.answers[0].body)
     assert (b"error: decryption-failed" in attempt.response_raw) == (answer == "error")
+    assert (f"Disposition: {LIBAS2_ERROR}\r\n".encode() in attempt.response_raw) == (answer == "libas2-error")
+    assert ("MIC" not in flow["reason"]) == (answer != "wrong-mic")  # the partner's error, not the MIC, is named
 
 
 def test_a_partner_down_is_retried_with_backoff_and_the_resend_carries_the_same_file(tmp_path: Path, pki: Pki,
@@ -522,7 +552,7 @@ def test_a_report_posted_to_gateway_serve_is_kept_answered_and_reconciled(tmp_pa
     assert flow["status"] == "integrated" and flow["integrated"] == 3
 
 
-@pytest.mark.parametrize("answer", ["error", "wrong-mic"])
+@pytest.mark.parametrize("answer", ["error", "wrong-mic", "libas2-error"])
 def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_path: Path, pki: Pki,
                                                                          answer: str) -> None:
     """`gateway serve`'s handler in process, on a flow left `sending` as the outbox leaves it for an async MDN."""
@@ -546,6 +576,8 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
         sign = {"sign_key": pki.partner.key, "sign_cert": pki.partner.cert}
         if answer == "error":
             mdn = build_mdn(request, error=AS2Error("unknown signer", disposition=AUTHENTICATION_FAILED), **sign)
+        elif answer == "libas2-error":
+            mdn = OpensslPartner(pki, tmp_path / "libas2", disposition=LIBAS2_ERROR).signed_report(request, right_mic)
         else:
             assert right_mic == _b64_sha256(b'Content-Type: application/xml\r\nContent-Transfer-Encoding: binary\r\n'
                                             b'Content-Disposition: attachment; filename="' + name.encode()
@@ -564,7 +596,8 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
             [attempt] = tx.transmissions(flow)
             rows = list(tx.inbound_messages())
             assert flow.status == "failed" and attempt.outcome == "failed"
-            expected = "authentication-failed" if answer == "error" else "not the one of what we signed"
+            expected = {"error": "authentication-failed", "wrong-mic": "not the one of what we signed",
+                        "libas2-error": "refused the message: decryption-failed"}[answer]
             assert expected in (flow.reason or "") and expected in (attempt.error or "")
             assert attempt.response_raw is not None and attempt.response_raw.endswith(mdn.body)
             assert attempt.request_raw == b"POST / HTTP/1.1\r\n\r\n"  # what was sent is kept as it was

@@ -161,6 +161,8 @@ class Receiver:
             tx.set_flow_status(flow, FlowStatus.SENT, now=now)
             tx.mark_flow_invoices(flow, InvoiceStatus.SENT, now=now)
             bound.info("flow.sent", file_name=flow.file_name, mdn=mdn.message_id)
+            if mdn.warning is not None:
+                bound.warning("as2.mdn_warning", warning=mdn.warning, mdn=mdn.message_id)
             return
         tx.finish_transmission(attempt, outcome="failed", now=now, error=problem, response=raw)
         flow.next_attempt_at = None

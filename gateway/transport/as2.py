@@ -45,6 +45,7 @@ UNEXPECTED_ERROR = "unexpected-processing-error"
 MDN_OPTIONS = "signed-receipt-protocol=required, pkcs7-signature; signed-receipt-micalg=optional, sha-256"
 _PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_ACTION_MODES, _SENDING_MODES = ("automatic-action", "manual-action"), ("mdn-sent-automatically", "mdn-sent-manually")
 _MIC_ALGORITHMS = ("sha-256", "sha256", "sha-384", "sha384", "sha-512", "sha512", "sha-1", "sha1")
 _MAX_INFLATED = 1 << 30  # a compressed layer inflating beyond this is taken for a zip bomb
 _MAX_DEPTH = 32  # of BER nesting, against stack exhaustion by crafted input
@@ -150,6 +151,8 @@ class Mdn:
     mic: str | None
     mic_matches: bool
     signed: bool
+    #: The partner's warning (``processed/warning: ...``): processed all the same, the text kept as evidence.
+    warning: str | None = None
 
 
 def build_message(
@@ -276,15 +279,39 @@ def parse_mdn(
     original = _angle(fields.get("original-message-id", ""))
     if expected_message_id is not None and original != _angle(expected_message_id):
         raise AS2Error(f"the MDN is for message {original}, not for {_angle(expected_message_id)}")
-    kind, _, modifier = fields["disposition"].partition(";")[2].strip().partition("/")
-    modifier_kind, _, detail = modifier.partition(":")
-    failed = modifier_kind.strip().lower() in ("error", "failure") or kind.strip().lower() != "processed"
+    error, warning = read_disposition(fields["disposition"])
     mic = fields.get("received-content-mic")
     return Mdn(
-        _angle(h["message-id"]) if h.get("message-id") else None, original, fields["disposition"], not failed,
-        (detail.strip() or kind.strip() or "unknown") if failed else None, mic,
-        mic is not None and expected_mic is not None and same_mic(mic, expected_mic), signed,
+        _angle(h["message-id"]) if h.get("message-id") else None, original, fields["disposition"], error is None,
+        error, mic, mic is not None and expected_mic is not None and same_mic(mic, expected_mic), signed, warning,
     )
+
+
+def read_disposition(value: str) -> tuple[str | None, str | None]:
+    """``(error, warning)`` of an MDN's Disposition field (RFC 4130 7.4.3); ``error`` is None only when the
+    message was processed, with no modifier or a ``warning`` one.
+
+    Fails closed: anything else is an error, however it is spelled (libas2 writes ``error=x``, RFC 4130
+    ``error: x``), and the error is the partner's own words.
+
+    >>> read_disposition("automatic-action/MDN-sent-automatically; processed/error=decryption-failed")
+    ('decryption-failed', None)
+    >>> read_disposition("automatic-action/MDN-sent-automatically; processed/Warning: duplicate-document")
+    (None, 'duplicate-document')
+    """
+    mode, semicolon, disposition = value.partition(";")
+    action, _, sending = (part.strip().lower() for part in mode.partition("/"))
+    if not semicolon or action not in _ACTION_MODES or sending not in _SENDING_MODES:
+        return "no action and sending modes", None
+    kind, slash, modifier = (part.strip() for part in disposition.partition("/"))
+    name, detail = (part.strip() for part in [*re.split(r"[:=]", modifier, maxsplit=1), ""][:2])
+    if kind.lower() != "processed":
+        return detail or name or kind or "no disposition type", None
+    if not slash:
+        return None, None
+    if name.lower() == "warning":
+        return None, detail or name.lower()
+    return detail or name or "an empty disposition modifier", None
 
 
 def same_mic(a: str, b: str) -> bool:

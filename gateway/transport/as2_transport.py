@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -25,6 +26,8 @@ from gateway.errors import TransportError
 from gateway.transport.as2 import AS2Error, Mdn, build_message, parse_mdn
 from gateway.transport.as2_http import post_message
 from gateway.transport.base import Delivery
+
+log = structlog.get_logger(__name__)
 
 # 408 and 429 say "not now", like a 5xx; the other 4xx (wrong URL, refused credentials,
 # body too large) come back the same until someone changes the configuration.
@@ -94,7 +97,8 @@ def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: byt
 
 
 def mdn_problem(mdn: Mdn, *, mic_matches: bool) -> str | None:
-    """Why a verified MDN does not prove delivery, None when it does."""
+    """Why a verified MDN does not prove delivery, None when it does. A refusal is named by the partner's error
+    first: its MIC, if any, says nothing more."""
     if not mdn.processed:
         return f"the partner refused the message: {mdn.error} (Disposition: {mdn.disposition})"
     if not mic_matches:
@@ -163,6 +167,9 @@ class AS2Transport:
             # back the same for the same bytes, and a MIC mismatch means the partner holds other bytes
             # than ours; either needs a person (certificates, agreement) before a new attempt.
             raise _fatal(partner, problem, request=request, response=response)
+        if mdn.warning is not None:  # processed all the same; the receipt line keeps the Disposition with its text
+            log.warning("as2.mdn_warning", partner=partner.name, file=name, message_id=message.message_id,
+                        warning=mdn.warning)
         return Delivery(f"{sent}; MDN {mdn.message_id}: {mdn.disposition}; MIC {mdn.mic} matches",
                         message.message_id, request, response)
 
