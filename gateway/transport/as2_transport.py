@@ -83,8 +83,10 @@ def content_type(name: str) -> str:
     return "application/xml" if name.lower().endswith(".xml") else "application/octet-stream"
 
 
-def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: bytes, *, compress: bool) -> str:
-    """The MIC a deposit of ``data`` under ``name`` was signed with, computed again.
+def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: bytes, *, compress: bool,
+             digest: str | None = None) -> str:
+    """The MIC a deposit of ``data`` under ``name`` was signed with, computed again, with ``digest`` (by default
+    the partner's signing digest, which is the MIC algorithm we ask for).
 
     The MIC covers the signed entity (RFC 4130 7.3.1), which depends only on the bytes, the
     file name and whether they were compressed: not on the signature, the encryption or the
@@ -93,7 +95,7 @@ def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: byt
     assert partner.as2_from and partner.as2_to  # config checked
     return build_message(data, filename=name, content_type=content_type(name), as2_from=partner.as2_from,
                          as2_to=partner.as2_to, sign_key=credentials.own_key, sign_cert=credentials.own_cert,
-                         compress=compress, mdn_mode=None).mic or ""
+                         digest=digest or partner.as2_signing_digest, compress=compress, mdn_mode=None).mic or ""
 
 
 def mdn_problem(mdn: Mdn, *, mic_matches: bool) -> str | None:
@@ -132,6 +134,7 @@ class AS2Transport:
                 data, filename=name, content_type=content_type(name), as2_from=partner.as2_from,
                 as2_to=partner.as2_to, subject=f"Chorus Pro flow {name}", sign_key=credentials.own_key,
                 sign_cert=credentials.own_cert, encrypt_cert=credentials.partner_cert, compress=partner.compress,
+                encryption=partner.as2_encryption, digest=partner.as2_signing_digest,
                 mdn_mode="async" if partner.mdn == "async" else "sync", mdn_url=partner.mdn_url, signed_mdn=True,
             )
         except ValueError as exc:  # a name or identity that cannot go in a header: the same every time
