@@ -349,6 +349,7 @@ def test_a_flow_goes_out_signed_and_encrypted_and_a_signed_mdn_makes_it_sent(tmp
 
 
 LIBAS2_ERROR = "automatic-action/MDN-sent-automatically; processed/error=decryption-failed"
+LIBAS2_WARNING = "automatic-action/MDN-sent-automatically; processed/warning=duplicate-document"
 
 
 @pytest.mark.parametrize(("answer", "reason"), [("error", "refused the message: decryption-failed"),
@@ -583,10 +584,12 @@ def test_a_report_posted_to_gateway_serve_is_kept_answered_and_reconciled(tmp_pa
     assert flow["status"] == "integrated" and flow["integrated"] == 3
 
 
-@pytest.mark.parametrize("answer", ["error", "wrong-mic", "libas2-error"])
-def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_path: Path, pki: Pki,
-                                                                         answer: str) -> None:
-    """`gateway serve`'s handler in process, on a flow left `sending` as the outbox leaves it for an async MDN."""
+@pytest.mark.parametrize("answer", ["error", "wrong-mic", "libas2-error", "warning"])
+def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow_and_a_warning_does_not(tmp_path: Path,
+                                                                                                 pki: Pki,
+                                                                                                 answer: str) -> None:
+    """`gateway serve`'s handler in process, on a flow left `sending` as the outbox leaves it for an async MDN.
+    A warning (processed all the same) is the one answer that sends the flow, its text kept and logged."""
     site = _site(tmp_path, pki, "http://127.0.0.1:9/", mdn="async", mdn_url="http://127.0.0.1:9/")
     config = load_config(site.config, env={})
     store = Store.open(site.database_url)
@@ -607,8 +610,9 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
         sign = {"sign_key": pki.partner.key, "sign_cert": pki.partner.cert}
         if answer == "error":
             mdn = build_mdn(request, error=AS2Error("unknown signer", disposition=AUTHENTICATION_FAILED), **sign)
-        elif answer == "libas2-error":
-            mdn = OpensslPartner(pki, tmp_path / "libas2", disposition=LIBAS2_ERROR).signed_report(request, right_mic)
+        elif answer in ("libas2-error", "warning"):
+            disposition = LIBAS2_ERROR if answer == "libas2-error" else LIBAS2_WARNING
+            mdn = OpensslPartner(pki, tmp_path / "libas2", disposition=disposition).signed_report(request, right_mic)
         else:
             assert right_mic == _b64_sha256(b'Content-Type: application/xml\r\nContent-Transfer-Encoding: binary\r\n'
                                             b'Content-Disposition: attachment; filename="' + name.encode()
@@ -626,6 +630,12 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
             assert flow is not None
             [attempt] = tx.transmissions(flow)
             rows = list(tx.inbound_messages())
+            if answer == "warning":
+                assert flow.status == "sent" and attempt.outcome == "succeeded"
+                assert f"{LIBAS2_WARNING}; MIC {right_mic} matches" in (attempt.receipt or "")
+                [warned] = [e for e in logs if e["event"] == "as2.mdn_warning"]
+                assert warned["warning"] == "duplicate-document" and warned["flow"] == "T1"
+                return
             assert flow.status == "failed" and attempt.outcome == "failed"
             expected = {"error": "authentication-failed", "wrong-mic": "not the one of what we signed",
                         "libas2-error": "refused the message: decryption-failed"}[answer]
