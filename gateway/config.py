@@ -37,6 +37,9 @@ _PARTNER_CODE = re.compile(r"^[A-Z0-9]{3,8}$")
 DEFAULT_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.tar.gz"
 XML_FILE_NAME_TEMPLATE = "{interface}_{partner_code}_{flow_id}.xml"
 _TEMPLATE_FIELDS = {"interface", "partner_code", "flow_id", "partner"}
+#: AS2 outbound algorithms, defaults first (``gateway.transport.as2.SIGNING_DIGESTS`` and ``ENCRYPTIONS``).
+AS2_SIGNING_DIGESTS = ("sha256", "sha1", "sha384", "sha512")
+AS2_ENCRYPTIONS = ("aes256-cbc", "aes128-cbc", "aes128-gcm", "aes256-gcm", "3des")
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class Partner:
     mdn: str = "sync"
     mdn_url: str | None = None
     compress: bool = False
+    #: AS2: the digest we sign with (also our micalg and the MIC we ask the MDN for), and the content
+    #: encryption we send with; 3des and sha1 only for partners that cannot do better.
+    as2_signing_digest: str = AS2_SIGNING_DIGESTS[0]
+    as2_encryption: str = AS2_ENCRYPTIONS[0]
     #: Hours within which a sent flow's integration report is expected.
     report_deadline_hours: float = 4.0
 
@@ -430,6 +437,8 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         "mdn": mdn,
         "mdn_url": section.get("mdn_url", str, None),
         "compress": section.get("compress", bool, False),
+        "as2_signing_digest": _one_of(section, "as2_signing_digest", AS2_SIGNING_DIGESTS),
+        "as2_encryption": _one_of(section, "as2_encryption", AS2_ENCRYPTIONS),
         "report_deadline_hours": float(_positive(section, "report_deadline_hours", 4.0, float)),
     }
     if transport == "sftp":
@@ -448,6 +457,14 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
                               key=section.key("mdn_url"))
         _check_as2(section)
     return settings
+
+
+def _one_of(section: _Section, name: str, allowed: tuple[str, ...]) -> str:
+    value = section.get(name, str, allowed[0])
+    if value not in allowed:
+        raise ConfigError(f"must be one of {', '.join(allowed)} (default {allowed[0]}), got {value!r}",
+                          key=section.key(name))
+    return value
 
 
 def _check_as2(section: _Section) -> None:

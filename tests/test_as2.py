@@ -147,6 +147,11 @@ def _b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode() + ", sha-256"
 
 
+def _b64_mic(data: bytes, digest: str) -> str:
+    """A MIC as RFC 5751 names its algorithm (sha-1, sha-256...), computed without the code under test."""
+    return f"{base64.b64encode(hashlib.new(digest, data).digest()).decode()}, sha-{digest[3:]}"
+
+
 def _first_part(entity: bytes) -> bytes:
     """The signed part of a CRLF multipart/signed entity, cut out without the code under test."""
     boundary = re.search(rb'boundary="([^"]+)"', entity.split(b"\r\n\r\n", 1)[0]).group(1)  # type: ignore[union-attr]
@@ -163,32 +168,41 @@ def _smime(headers: dict[str, str], body: bytes) -> bytes:
 # --- S/MIME against openssl ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("compress", "cipher", "openssl_cipher"), [(False, "aes256", "aes-256-cbc"),
-                                                                    (True, "aes128", "aes-128-cbc")])
-def test_openssl_decrypts_and_verifies_what_we_build(pki: Pki, openssl, tmp_path: Path, compress: bool, cipher: str,
-                                                     openssl_cipher: str) -> None:
-    message = _send(pki, compress=compress, cipher=cipher)
+@pytest.mark.parametrize(("compress", "encryption", "digest", "openssl_cipher"), [
+    (False, "aes256-cbc", "sha256", "aes-256-cbc"), (True, "aes128-cbc", "sha1", "aes-128-cbc"),
+    (False, "aes128-gcm", "sha384", "aes-128-gcm"), (True, "aes256-gcm", "sha512", "aes-256-gcm"),
+    (False, "3des", "sha256", "des-ede3-cbc"),
+])
+def test_openssl_decrypts_and_verifies_what_we_build(pki: Pki, openssl, tmp_path: Path, compress: bool,
+                                                     encryption: str, digest: str, openssl_cipher: str) -> None:
+    message = _send(pki, compress=compress, encryption=encryption, digest=digest)
+    micalg = f"sha-{digest[3:]}"
     assert message.headers["AS2-Version"] == "1.2"
     assert message.headers["AS2-From"] == '"CHORUS GATEWAY"' and message.headers["AS2-To"] == "AIFE-CPP"
-    assert message.headers["Content-Type"].startswith("application/pkcs7-mime; smime-type=enveloped-data")
-    assert message.headers["Disposition-Notification-Options"] == MDN_OPTIONS
+    smime_type = "authEnveloped-data" if encryption.endswith("gcm") else "enveloped-data"  # RFC 8551 3.2.2
+    assert message.headers["Content-Type"].startswith(f"application/pkcs7-mime; smime-type={smime_type};")
+    assert message.headers["Disposition-Notification-Options"] == MDN_OPTIONS.replace("sha-256", micalg)
     assert re.fullmatch(r"<[^<>@]+@[^<>@]+>", message.message_id)
     assert message.headers["Message-ID"] == message.message_id
     (tmp_path / "message.p7m").write_bytes(message.body)
 
     structure = openssl("cms", "-cmsout", "-print", "-inform", "DER", "-in", tmp_path / "message.p7m").decode()
-    assert f"algorithm: {openssl_cipher}" in structure
+    assert f"algorithm: {openssl_cipher} " in structure and "algorithm: rsaEncryption " in structure
+    assert ("id-smime-ct-authEnvelopedData" in structure) == encryption.endswith("gcm")
     openssl("cms", "-decrypt", "-binary", "-inform", "DER", "-in", tmp_path / "message.p7m",
             "-recip", pki.partner.cert_path, "-inkey", pki.partner.key_path, "-out", tmp_path / "signed.eml")
     signed = (tmp_path / "signed.eml").read_bytes()
-    assert signed.startswith(b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256')
+    assert signed.startswith(b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg='
+                             + micalg.encode() + b";")
+    signature = openssl("cms", "-cmsout", "-print", "-in", tmp_path / "signed.eml").decode()
+    assert signature.count(f"algorithm: {digest} ") == 2  # SignedData and SignerInfo digest algorithms
     # -binary -crlfeol: openssl gives back the signed part byte for byte (CRLF line ends are ours, LF and CR data)
     verify = ("cms", "-verify", "-binary", "-crlfeol", "-in", tmp_path / "signed.eml", "-out", tmp_path / "content.eml")
     openssl(*verify, "-CAfile", pki.stranger.cert_path, fails=True)  # the check below means something
     openssl(*verify, "-CAfile", pki.gateway.cert_path)
     content = (tmp_path / "content.eml").read_bytes()
     assert content == _first_part(signed)
-    assert message.mic == _b64_sha256(content)
+    assert message.mic == _b64_mic(content, digest)
 
     if compress:
         headers, der = content.split(b"\r\n\r\n", 1)
@@ -202,16 +216,23 @@ def test_openssl_decrypts_and_verifies_what_we_build(pki: Pki, openssl, tmp_path
     assert b"Content-Type: application/xml" in entity_headers
 
 
-@pytest.mark.parametrize("variant", ["crlf-mime-der-aes256", "openssl-smime-ber-aes128", "crlf-mime-der-3des"])
-def test_parse_message_accepts_what_openssl_signs_and_encrypts(pki: Pki, openssl, tmp_path: Path,
-                                                               variant: str) -> None:
+@pytest.mark.parametrize(("layout", "cipher", "oaep", "digest"), [
+    ("crlf-mime-der", "-aes256", None, "sha256"),
+    ("openssl-smime-ber", "-aes128", None, "sha1"),
+    ("crlf-mime-der", "-des3", None, "sha512"),
+    ("crlf-mime-der", "-aes128", "sha1", "sha256"),  # libas2: RSA-OAEP with AES-CBC
+    ("crlf-mime-der", "-aes-256-gcm", "sha256", "sha384"),
+    ("openssl-smime-ber", "-aes-128-gcm", None, "sha256"),
+])
+def test_parse_message_accepts_what_openssl_signs_and_encrypts(pki: Pki, openssl, tmp_path: Path, layout: str,
+                                                               cipher: str, oaep: str | None, digest: str) -> None:
     entity = b'Content-Type: application/xml\r\nContent-Disposition: attachment; filename="inv-42.xml"\r\n\r\n'
     entity += PAYLOAD
     (tmp_path / "entity").write_bytes(entity)
-    sign = ("cms", "-sign", "-binary", "-md", "sha256", "-in", tmp_path / "entity",
+    sign = ("cms", "-sign", "-binary", "-md", digest, "-in", tmp_path / "entity",
             "-signer", pki.partner.cert_path, "-inkey", pki.partner.key_path,
-            *(["-keyid"] if "3des" in variant else []))  # signer named by subject key identifier, not issuer+serial
-    if variant.startswith("crlf-mime"):  # the way a Java AS2 server lays out its MIME
+            *(["-keyid"] if cipher == "-des3" else []))  # signer named by subject key identifier, not issuer+serial
+    if layout == "crlf-mime-der":  # the way a Java AS2 server lays out its MIME
         signature = base64.encodebytes(openssl(*sign, "-outform", "DER")).replace(b"\n", b"\r\n")
         signed = (b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; '
                   b'boundary="b1"\r\n\r\n--b1\r\n' + entity + b"\r\n--b1\r\nContent-Type: application/pkcs7-signature"
@@ -221,12 +242,18 @@ def test_parse_message_accepts_what_openssl_signs_and_encrypts(pki: Pki, openssl
         assert signed.startswith(b"MIME-Version: 1.0\nContent-Type: multipart/signed;")
         assert b"\n\nThis is an S/MIME signed message\n\n" in signed
     (tmp_path / "signed").write_bytes(signed)
-    cipher = {"aes256": "-aes256", "aes128": "-aes128", "3des": "-des3"}[variant.rsplit("-", 1)[1]]
-    encrypt = ["cms", "-encrypt", "-binary", cipher, "-outform", "DER", "-in", tmp_path / "signed"]
-    body = openssl(*encrypt, *(["-stream"] if "-ber-" in variant else []), pki.gateway.cert_path)
-    assert body.startswith(b"\x30\x80") == ("-ber-" in variant)  # indefinite length, as streamed by Bouncy Castle
+    encrypt = ["cms", "-encrypt", "-binary", cipher, "-outform", "DER", "-in", tmp_path / "signed",
+               "-recip", pki.gateway.cert_path]
+    if oaep:
+        encrypt += ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", f"rsa_oaep_md:{oaep}"]
+    body = openssl(*encrypt, *(["-stream"] if "-ber" in layout else []))
+    assert body.startswith(b"\x30\x80") == ("-ber" in layout)  # indefinite length, as streamed by Bouncy Castle
+    structure = openssl("cms", "-cmsout", "-print", "-inform", "DER", stdin=body).decode()
+    assert ("algorithm: rsaesOaep " in structure) == bool(oaep)
+    assert ("id-smime-ct-authEnvelopedData" in structure) == cipher.endswith("gcm")
+    smime_type = "authEnveloped-data" if cipher.endswith("gcm") else "enveloped-data"
     headers = {"as2-from": "AIFE-CPP", "as2-to": '"CHORUS GATEWAY"', "message-id": "<42@partner>",
-               "content-type": 'application/pkcs7-mime; smime-type="enveloped-data"; name="smime.p7m"',
+               "content-type": f'application/pkcs7-mime; smime-type="{smime_type}"; name="smime.p7m"',
                "disposition-notification-to": "x@partner",
                "disposition-notification-options": MDN_OPTIONS.replace("sha-256", "sha-512, sha-256")}
 
@@ -257,16 +284,19 @@ def test_every_combination_of_layers_round_trips(pki: Pki, sign: bool, encrypt: 
         assert message.body == PAYLOAD and message.mic == _b64_sha256(PAYLOAD)  # RFC 4130 7.3.1: content only
 
 
-@pytest.mark.parametrize(("where", "disposition"), [("middle", INTEGRITY_CHECK_FAILED), ("padding", DECRYPTION_FAILED)])
+@pytest.mark.parametrize(("where", "disposition"), [("middle", INTEGRITY_CHECK_FAILED), ("padding", DECRYPTION_FAILED),
+                                                     ("gcm", DECRYPTION_FAILED)])
 def test_a_flipped_byte_in_the_encrypted_body_is_refused(pki: Pki, where: str, disposition: str) -> None:
-    message = _send(pki)
+    message = _send(pki, encryption="aes128-gcm" if where == "gcm" else "aes256-cbc")
     body = bytearray(message.body)
-    # The ciphertext ends the DER. In CBC a flip garbles its block and flips the same byte of the next one: in the
-    # middle it corrupts the signed content; at the penultimate block's last byte it breaks the padding.
-    body[len(body) // 2 if where == "middle" else -17] ^= 0x01
+    # The CBC ciphertext ends the DER. A flip garbles its block and flips the same byte of the next one: in the
+    # middle it corrupts the signed content; at the penultimate block's last byte it breaks the padding. In GCM
+    # the authentication tag refuses any change before anything is read.
+    body[len(body) // 2 if where != "padding" else -17] ^= 0x01
     with pytest.raises(AS2Error) as caught:
         _receive(pki, OutboundMessage(message.headers, bytes(body), message.mic, message.message_id))
     assert caught.value.disposition == disposition and not caught.value.retryable
+    assert ("authentication tag does not match" in caught.value.message) == (where == "gcm")
 
 
 def test_a_payload_altered_under_a_valid_looking_signature_is_refused(pki: Pki) -> None:
@@ -325,15 +355,19 @@ def test_headers_that_are_not_as2_are_refused() -> None:
 # --- MDNs ---------------------------------------------------------------------------------------------------------
 
 
-def test_a_signed_mdn_verifies_here_and_with_openssl(pki: Pki, openssl, tmp_path: Path) -> None:
-    message = _send(pki)
+@pytest.mark.parametrize("digest", ["sha256", "sha1", "sha384", "sha512"])
+def test_a_signed_mdn_verifies_here_and_with_openssl(pki: Pki, openssl, tmp_path: Path, digest: str) -> None:
+    """The MDN is signed with the digest the sender asked its MIC in, which is the sender's signing digest."""
+    message = _send(pki, digest=digest)
     mdn = build_mdn(_receive(pki, message), sign_key=pki.partner.key, sign_cert=pki.partner.cert)
     assert (mdn.headers["AS2-From"], mdn.headers["AS2-To"]) == ("AIFE-CPP", '"CHORUS GATEWAY"')
-    assert mdn.headers["Content-Type"].startswith("multipart/signed")
+    assert mdn.headers["Content-Type"].startswith(f"multipart/signed; protocol=\"application/pkcs7-signature\"; "
+                                                  f"micalg=sha-{digest[3:]};")
 
     (tmp_path / "mdn.eml").write_bytes(_smime(mdn.headers, mdn.body))
     report = openssl("cms", "-verify", "-binary", "-crlfeol", "-in", tmp_path / "mdn.eml",
                      "-CAfile", pki.partner.cert_path)
+    assert openssl("cms", "-cmsout", "-print", "-in", tmp_path / "mdn.eml").decode().count(f"algorithm: {digest} ") == 2
     assert b"multipart/report; report-type=disposition-notification" in report
     assert b"Disposition: automatic-action/MDN-sent-automatically; processed\r\n" in report
     assert f"Received-Content-MIC: {message.mic}\r\n".encode() in report
@@ -381,6 +415,52 @@ def test_an_unsigned_mdn_is_refused_unless_allowed_and_a_mic_mismatch_is_reporte
     receipt = parse_mdn(mdn.headers, mdn.body, verify_cert=None, expected_message_id=message.message_id,
                         expected_mic=other_mic, require_signature=False)
     assert receipt.processed and not receipt.signed and receipt.mic == message.mic and not receipt.mic_matches
+
+
+def _report(disposition: str) -> tuple[dict[str, str], bytes]:
+    """An unsigned MDN as a partner writes it, with the right MIC and the given Disposition line."""
+    fields = (f"Reporting-UA: peer\r\nOriginal-Message-ID: <1@x>\r\nDisposition: {disposition}\r\n"
+              f"Received-Content-MIC: {_b64_sha256(b'x')}\r\n")
+    body = (b'--b\r\nContent-Type: text/plain\r\n\r\nreceipt\r\n--b\r\nContent-Type: message/disposition-notification'
+            b'\r\n\r\n' + fields.encode() + b"\r\n--b--\r\n")
+    return {"Content-Type": 'multipart/report; report-type=disposition-notification; boundary="b"'}, body
+
+
+MODE = "automatic-action/MDN-sent-automatically"
+
+
+@pytest.mark.parametrize(("disposition", "error", "warning"), [
+    (f"{MODE}; processed", None, None),
+    ("Automatic-Action / mdn-sent-manually ;  PROCESSED ", None, None),
+    (f"{MODE}; processed/warning: duplicate-document", None, "duplicate-document"),
+    (f"{MODE}; processed/Warning=duplicate, resent", None, "duplicate, resent"),
+    (f"{MODE}; processed / WARNING", None, "warning"),
+    (f"{MODE}; processed/error=decryption-failed", "decryption-failed", None),  # libas2
+    (f"{MODE}; processed/error: decryption-failed", "decryption-failed", None),  # RFC 4130
+    (f"{MODE}; processed/Error:authentication-failed", "authentication-failed", None),
+    (f"{MODE}; processed/ error : integrity-check-failed ", "integrity-check-failed", None),
+    (f"{MODE}; processed/error", "error", None),
+    (f"{MODE}; processed/failure: unsupported format", "unsupported format", None),
+    (f"{MODE}; processed/failed", "failed", None),
+    (f"{MODE}; processed/foo", "foo", None),
+    (f"{MODE}; processed/warnings: x", "x", None),  # not the warning modifier
+    (f"{MODE}; processed/", "an empty disposition modifier", None),
+    (f"{MODE}; failed/Failure: unsupported-mic-algorithm", "unsupported-mic-algorithm", None),
+    (f"{MODE}; failed", "failed", None),
+    (f"{MODE}; denied", "denied", None),
+    (f"{MODE}; processing", "processing", None),
+    (f"{MODE};", "no disposition type", None),
+    ("processed", "no action and sending modes", None),
+    ("automatic-action; processed", "no action and sending modes", None),
+    ("automatic/sent; processed", "no action and sending modes", None),
+])
+def test_the_disposition_is_read_fail_closed_however_it_is_spelled(disposition: str, error: str | None,
+                                                                   warning: str | None) -> None:
+    headers, body = _report(disposition)
+    receipt = parse_mdn(headers, body, verify_cert=None, expected_message_id="<1@x>",
+                        expected_mic=_b64_sha256(b"x"), require_signature=False)
+    assert receipt.mic_matches and receipt.disposition == disposition.strip()
+    assert (receipt.processed, receipt.error, receipt.warning) == (error is None, error, warning)
 
 
 def test_an_error_mdn_carries_the_disposition_modifier(pki: Pki) -> None:

@@ -28,7 +28,8 @@ import structlog.testing
 from cli_runner import PROJECT, gateway
 from gateway.cli.serve import Receiver
 from gateway.clock import SystemClock
-from gateway.config import load_config
+from gateway.config import AS2_ENCRYPTIONS, AS2_SIGNING_DIGESTS, load_config
+from gateway.errors import ConfigError
 from gateway.intake.sample import write_sample_export
 from gateway.sandbox.simulator import SandboxSettings, process_flow
 from gateway.store import Store, db
@@ -36,7 +37,9 @@ from gateway.store.models import InboundMessage, Transmission
 from gateway.transport.as2 import (
     AUTHENTICATION_FAILED,
     DECRYPTION_FAILED,
+    ENCRYPTIONS,
     MDN_OPTIONS,
+    SIGNING_DIGESTS,
     AS2Error,
     InboundMessage as ParsedMessage,
     MdnRequest,
@@ -45,7 +48,7 @@ from gateway.transport.as2 import (
 )
 from gateway.transport.as2_http import AS2Endpoint, post_message
 from gateway.transport.as2_transport import flow_mic, load_credentials
-from test_as2 import OPENSSL, Party, _party, _smime
+from test_as2 import OPENSSL, Party, _b64_mic, _party, _smime
 
 PARTNER_AS2, OUR_AS2 = "AIFE-CPP", "CHORUS GATEWAY"
 
@@ -87,11 +90,11 @@ class Opened:
 
 class OpensslPartner:
     """The partner's AS2 server. It decrypts and verifies each request with `openssl cms` (an implementation
-    independent of ours), then answers a signed MDN: processed, or the error ``refuse`` names. An asynchronous
-    MDN is kept for the test to post."""
+    independent of ours), then answers a signed MDN: processed, or with ``disposition``, the MDN written as libas2
+    writes it and signed by openssl, with the right MIC. An asynchronous MDN is kept for the test to post."""
 
-    def __init__(self, pki: Pki, workdir: Path, *, refuse: str | None = None, wrong_mic: bool = False) -> None:
-        self.pki, self.workdir, self.refuse, self.wrong_mic = pki, workdir, refuse, wrong_mic
+    def __init__(self, pki: Pki, workdir: Path, *, wrong_mic: bool = False, disposition: str | None = None) -> None:
+        self.pki, self.workdir, self.wrong_mic, self.disposition = pki, workdir, wrong_mic, disposition
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.opened: list[Opened] = []
         self.answers: list[OutboundMessage] = []
@@ -100,7 +103,7 @@ class OpensslPartner:
         self._count = itertools.count()
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def open(self, body: bytes) -> Opened:
+    def open(self, body: bytes, micalg: str = "sha-256") -> Opened:
         n = next(self._count)
         encrypted, signed, content = (self.workdir / f"{n}.{s}" for s in ("p7m", "signed.eml", "content.eml"))
         encrypted.write_bytes(body)
@@ -109,7 +112,7 @@ class OpensslPartner:
         _openssl("cms", "-verify", "-binary", "-crlfeol", "-in", signed, "-CAfile", self.pki.gateway.cert_path,
                  "-out", content)
         entity = content.read_bytes()
-        mic = _b64_sha256(entity)
+        mic = _b64_mic(entity, micalg.replace("-", ""))  # in the algorithm the sender asked for
         headers, inner = entity.split(b"\r\n\r\n", 1)
         if b"smime-type=compressed-data" in headers:  # openssl may lack zlib: read the CMS, inflate here
             dump = _openssl("asn1parse", "-inform", "DER", stdin=inner).decode()
@@ -120,19 +123,37 @@ class OpensslPartner:
         assert name is not None, headers
         return Opened(name.group(1).decode(), inner, mic)
 
+    def signed_report(self, request: MdnRequest, mic: str) -> OutboundMessage:
+        """An MDN written and signed without our code: the report by hand, the signature by `openssl cms -sign`."""
+        fields = (f"Reporting-UA: libas2\r\nOriginal-Recipient: rfc822; {PARTNER_AS2}\r\nFinal-Recipient: rfc822; "
+                  f"{PARTNER_AS2}\r\nOriginal-Message-ID: {request.message_id}\r\nDisposition: {self.disposition}\r\n"
+                  f"Received-Content-MIC: {mic}\r\n")
+        report = (b'Content-Type: multipart/report; report-type=disposition-notification; boundary="r"\r\n\r\n'
+                  b"--r\r\nContent-Type: text/plain\r\n\r\nThe message could not be processed.\r\n"
+                  b"--r\r\nContent-Type: message/disposition-notification\r\n\r\n" + fields.encode()
+                  + b"\r\n--r--\r\n")
+        (self.workdir / "report").write_bytes(report)
+        smime = _openssl("cms", "-sign", "-binary", "-md", "sha256", "-in", self.workdir / "report",
+                         "-signer", self.pki.partner.cert_path, "-inkey", self.pki.partner.key_path)
+        head, body = smime.split(b"\n\n", 1)  # openssl's S/MIME headers become the HTTP headers
+        headers = {"AS2-Version": "1.2", "AS2-From": PARTNER_AS2, "AS2-To": f'"{OUR_AS2}"',
+                   "Message-ID": f"<{uuid.uuid4().hex}@libas2>",
+                   **dict(line.split(": ", 1) for line in head.decode().split("\n") if ": " in line)}
+        return OutboundMessage(headers, body, None, headers["Message-ID"])
+
     def __call__(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         self.received.append((headers, body))
         request = MdnRequest.from_headers(headers)
         sign = {"sign_key": self.pki.partner.key, "sign_cert": self.pki.partner.cert}
         try:
-            opened = self.open(body)
+            opened = self.open(body, request.mic_algorithm)
         except AssertionError as exc:
             self.failures.append(str(exc))
             mdn = build_mdn(request, error=AS2Error("openssl refused it", disposition=DECRYPTION_FAILED), **sign)
             return 200, mdn.headers, mdn.body
         self.opened.append(opened)
-        if self.refuse:
-            mdn = build_mdn(request, error=AS2Error("our key is not the one", disposition=self.refuse), **sign)
+        if self.disposition:
+            mdn = self.signed_report(request, opened.mic)
         else:
             mic = _b64_sha256(b"other bytes") if self.wrong_mic else opened.mic
             inbound = ParsedMessage(opened.payload, opened.filename, "application/octet-stream", request.as2_from,
@@ -327,12 +348,19 @@ def test_a_flow_goes_out_signed_and_encrypted_and_a_signed_mdn_makes_it_sent(tmp
         assert {i.status for i in tx.list_invoices()} == {"sent"}
 
 
-@pytest.mark.parametrize(("answer", "reason"), [("error", "decryption-failed"), ("wrong-mic", "not the one of what")])
+LIBAS2_ERROR = "automatic-action/MDN-sent-automatically; processed/error=decryption-failed"
+LIBAS2_WARNING = "automatic-action/MDN-sent-automatically; processed/warning=duplicate-document"
+
+
+@pytest.mark.parametrize(("answer", "reason"), [("error", "refused the message: decryption-failed"),
+                                                ("wrong-mic", "not the one of what")])
 def test_an_error_mdn_fails_the_flow_at_once_with_an_alert_and_keeps_the_evidence(tmp_path: Path, pki: Pki,
                                                                                   partner_server, answer: str,
                                                                                   reason: str) -> None:
-    partner = OpensslPartner(pki, tmp_path / "partner", refuse=DECRYPTION_FAILED if answer == "error" else None,
-                             wrong_mic=answer == "wrong-mic")
+    """The error MDN returns the right MIC, and spells its modifier as libas2 does, `error=...` (RFC 4130 writes
+    `error: ...`, read the same: tests/test_as2.py): a refusal all the same, named by the partner's error."""
+    partner = OpensslPartner(pki, tmp_path / "partner", wrong_mic=answer == "wrong-mic",
+                             disposition=LIBAS2_ERROR if answer == "error" else None)
     site = _site(tmp_path, pki, partner_server(partner).url)
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
 
@@ -347,14 +375,34 @@ def test_an_error_mdn_fails_the_flow_at_once_with_an_alert_and_keeps_the_evidenc
     assert attempt.outcome == "failed" and reason in (attempt.error or "")
     assert _split(attempt.request_raw or b"")[1] == partner.received[0][1]
     assert attempt.response_raw is not None and attempt.response_raw.endswith(partner.answers[0].body)
-    assert (b"error: decryption-failed" in attempt.response_raw) == (answer == "error")
+    assert (f"Disposition: {LIBAS2_ERROR}\r\n".encode() in attempt.response_raw) == (answer == "error")
+    assert ("MIC" not in flow["reason"]) == (answer != "wrong-mic")  # the partner's error, not the MIC, is named
+
+
+def test_the_outbound_algorithms_are_checked_by_the_configuration(tmp_path: Path, pki: Pki) -> None:
+    site = _site(tmp_path, pki, "http://127.0.0.1:9/")
+    partner = load_config(site.config, env={}).partner("chorus")
+    assert (partner.as2_signing_digest, partner.as2_encryption) == ("sha256", "aes256-cbc")
+    assert (tuple(SIGNING_DIGESTS), tuple(ENCRYPTIONS)) == (AS2_SIGNING_DIGESTS, AS2_ENCRYPTIONS)  # what as2 sends
+    text = site.config.read_text()
+    for key, value, allowed in (
+        ("as2_signing_digest", "md5", "sha256, sha1, sha384, sha512"),
+        ("as2_encryption", "AES256-GCM", "aes256-cbc, aes128-cbc, aes128-gcm, aes256-gcm, 3des"),
+    ):
+        site.config.write_text(text.replace("[partners.chorus.credentials]", f'{key} = "{value}"\n'
+                                                                               f"[partners.chorus.credentials]"))
+        with pytest.raises(ConfigError) as caught:
+            load_config(site.config, env={})
+        assert caught.value.key == f"partners.chorus.{key}"
+        assert caught.value.message == f"partners.chorus.{key}: must be one of {allowed} (default " \
+                                       f"{allowed.split(',')[0]}), got {value!r}"
 
 
 def test_a_partner_down_is_retried_with_backoff_and_the_resend_carries_the_same_file(tmp_path: Path, pki: Pki,
                                                                                      partner_server) -> None:
     port = _free_port()
     partner = OpensslPartner(pki, tmp_path / "partner")
-    site = _site(tmp_path, pki, f"http://127.0.0.1:{port}/")
+    site = _site(tmp_path, pki, f"http://127.0.0.1:{port}/", as2_encryption="3des", as2_signing_digest="sha1")
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
 
     summary, events = _run(site)  # nobody listens on the port yet
@@ -378,7 +426,12 @@ def test_a_partner_down_is_retried_with_backoff_and_the_resend_carries_the_same_
     assert second.outcome == "succeeded" and second.message_id == partner.received[0][0]["Message-ID"]
     # The request kept from the failed attempt opens, with openssl, to the same file under the same name as
     # the one that went through: the resend is the same flow, under a new Message-ID.
-    again = partner.open(_split(first.request_raw or b"")[1])
+    # An old partner: 3DES and SHA-1, as configured, and the MIC asked for and returned in SHA-1.
+    headers, body = partner.received[0]
+    assert headers["Disposition-Notification-Options"].endswith("signed-receipt-micalg=optional, sha-1")
+    assert "algorithm: des-ede3-cbc " in _openssl("cms", "-cmsout", "-print", "-inform", "DER", stdin=body).decode()
+    assert partner.opened[0].mic.endswith(", sha-1") and f"MIC {partner.opened[0].mic} matches" in second.receipt
+    again = partner.open(_split(first.request_raw or b"")[1], "sha-1")
     assert (again.filename, again.payload, again.mic) == (partner.opened[0].filename, partner.opened[0].payload,
                                                           partner.opened[0].mic)
     first_id = [line for line in _split(first.request_raw or b"")[0] if line.startswith("Message-ID: ")]
@@ -392,7 +445,8 @@ def test_an_asynchronous_mdn_at_gateway_serve_settles_the_flow(tmp_path: Path, p
     partner = OpensslPartner(pki, tmp_path / "partner")
     serve_port = _free_port()
     mdn_url = f"http://127.0.0.1:{serve_port}/"
-    site = _site(tmp_path, pki, partner_server(partner).url, mdn="async", mdn_url=mdn_url, compress=True)
+    site = _site(tmp_path, pki, partner_server(partner).url, mdn="async", mdn_url=mdn_url, compress=True,
+                 as2_encryption="aes256-gcm", as2_signing_digest="sha384")
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
 
     with _gateway_serve(site, serve_port) as served:
@@ -402,6 +456,8 @@ def test_an_asynchronous_mdn_at_gateway_serve_settles_the_flow(tmp_path: Path, p
         assert [e["event"] for e in events if e["event"] == "flow.awaiting_mdn"] == ["flow.awaiting_mdn"]
         [(headers, _)] = partner.received
         assert headers["Receipt-Delivery-Option"] == mdn_url
+        assert "smime-type=authEnveloped-data" in headers["Content-Type"]  # AES-256-GCM, opened by openssl
+        assert headers["Disposition-Notification-Options"].endswith(", sha-384")
         [(url, inbound)] = partner.pending
         assert url == mdn_url and partner.opened[0].payload == (site.flows / flow["file_name"]).read_bytes()
         [attempt] = _attempts(site, flow["flow_id"])
@@ -441,25 +497,31 @@ def test_an_asynchronous_mdn_at_gateway_serve_settles_the_flow(tmp_path: Path, p
     assert alerts.count("alert.as2_mdn_refused") == 2
 
 
-def _partner_message(pki: Pki, workdir: Path, name: str, data: bytes) -> tuple[OutboundMessage, str]:
-    """A report as a Java AS2 server sends it, made by openssl: signed by the partner, encrypted to us."""
+def _partner_message(pki: Pki, workdir: Path, name: str, data: bytes, *,
+                     modern: bool = False) -> tuple[OutboundMessage, str]:
+    """A report as a Java AS2 server sends it, made by openssl: signed by the partner, encrypted to us; ``modern``:
+    RSA-OAEP (SHA-256) and AES-256-GCM, signed with SHA-512 and asking the MDN's MIC in SHA-512."""
     entity = f'Content-Type: application/xml\r\nContent-Disposition: attachment; filename="{name}"\r\n\r\n'.encode()
     entity += data
     (workdir / "entity").write_bytes(entity)
-    signature = _openssl("cms", "-sign", "-binary", "-md", "sha256", "-in", workdir / "entity", "-outform", "DER",
+    digest = "sha512" if modern else "sha256"
+    signature = _openssl("cms", "-sign", "-binary", "-md", digest, "-in", workdir / "entity", "-outform", "DER",
                          "-signer", pki.partner.cert_path, "-inkey", pki.partner.key_path)
     signed = (b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; '
               b'boundary="b1"\r\n\r\n--b1\r\n' + entity + b"\r\n--b1\r\nContent-Type: application/pkcs7-signature"
               b"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
               + base64.encodebytes(signature).replace(b"\n", b"\r\n") + b"--b1--\r\n")
     (workdir / "signed").write_bytes(signed)
-    body = _openssl("cms", "-encrypt", "-binary", "-aes256", "-outform", "DER", "-in", workdir / "signed",
-                    pki.gateway.cert_path)
+    modern_options = ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"] if modern else []
+    body = _openssl("cms", "-encrypt", "-binary", "-aes-256-gcm" if modern else "-aes256", "-outform", "DER",
+                    "-in", workdir / "signed", "-recip", pki.gateway.cert_path, *modern_options)
+    smime_type = "authEnveloped-data" if modern else "enveloped-data"
     headers = {"AS2-Version": "1.2", "AS2-From": PARTNER_AS2, "AS2-To": f'"{OUR_AS2}"',
                "Message-ID": f"<{uuid.uuid4().hex}@aife>", "Subject": name,
-               "Content-Type": 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
-               "Disposition-Notification-To": "as2@aife", "Disposition-Notification-Options": MDN_OPTIONS}
-    mic = _b64_sha256(entity)
+               "Content-Type": f'application/pkcs7-mime; smime-type={smime_type}; name="smime.p7m"',
+               "Disposition-Notification-To": "as2@aife",
+               "Disposition-Notification-Options": MDN_OPTIONS.replace("sha-256", f"sha-{digest[3:]}")}
+    mic = _b64_mic(entity, digest)
     return OutboundMessage(headers, body, mic, headers["Message-ID"]), mic
 
 
@@ -485,8 +547,8 @@ def test_a_report_posted_to_gateway_serve_is_kept_answered_and_reconciled(tmp_pa
     port = _free_port()
 
     with _gateway_serve(site, port) as served:
-        for name, data in outcome.files:
-            message, mic = _partner_message(pki, work, name, data)
+        for i, (name, data) in enumerate(outcome.files):
+            message, mic = _partner_message(pki, work, name, data, modern=i % 2 == 0)
             status, headers, body = post_message(served.url, message, timeout=30)
             assert status == 200
             report = _verified_mdn(pki, work, headers, body)
@@ -495,7 +557,7 @@ def test_a_report_posted_to_gateway_serve_is_kept_answered_and_reconciled(tmp_pa
             assert f"Original-Message-ID: {message.message_id}\r\n".encode() in report
         # Sent again (our MDN was lost, say): answered processed again, stored once.
         name, data = outcome.files[0]
-        message, _ = _partner_message(pki, work, name, data)
+        message, _ = _partner_message(pki, work, name, data, modern=True)
         assert b"; processed\r\n" in _verified_mdn(pki, work, *post_message(served.url, message, timeout=30)[1:])
         # Altered on the way: refused with an error MDN, and kept as received.
         tampered_body = bytearray(message.body)
@@ -522,10 +584,12 @@ def test_a_report_posted_to_gateway_serve_is_kept_answered_and_reconciled(tmp_pa
     assert flow["status"] == "integrated" and flow["integrated"] == 3
 
 
-@pytest.mark.parametrize("answer", ["error", "wrong-mic"])
-def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_path: Path, pki: Pki,
-                                                                         answer: str) -> None:
-    """`gateway serve`'s handler in process, on a flow left `sending` as the outbox leaves it for an async MDN."""
+@pytest.mark.parametrize("answer", ["error", "wrong-mic", "libas2-error", "warning"])
+def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow_and_a_warning_does_not(tmp_path: Path,
+                                                                                                 pki: Pki,
+                                                                                                 answer: str) -> None:
+    """`gateway serve`'s handler in process, on a flow left `sending` as the outbox leaves it for an async MDN.
+    A warning (processed all the same) is the one answer that sends the flow, its text kept and logged."""
     site = _site(tmp_path, pki, "http://127.0.0.1:9/", mdn="async", mdn_url="http://127.0.0.1:9/")
     config = load_config(site.config, env={})
     store = Store.open(site.database_url)
@@ -546,6 +610,9 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
         sign = {"sign_key": pki.partner.key, "sign_cert": pki.partner.cert}
         if answer == "error":
             mdn = build_mdn(request, error=AS2Error("unknown signer", disposition=AUTHENTICATION_FAILED), **sign)
+        elif answer in ("libas2-error", "warning"):
+            disposition = LIBAS2_ERROR if answer == "libas2-error" else LIBAS2_WARNING
+            mdn = OpensslPartner(pki, tmp_path / "libas2", disposition=disposition).signed_report(request, right_mic)
         else:
             assert right_mic == _b64_sha256(b'Content-Type: application/xml\r\nContent-Transfer-Encoding: binary\r\n'
                                             b'Content-Disposition: attachment; filename="' + name.encode()
@@ -563,8 +630,15 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow(tmp_pat
             assert flow is not None
             [attempt] = tx.transmissions(flow)
             rows = list(tx.inbound_messages())
+            if answer == "warning":
+                assert flow.status == "sent" and attempt.outcome == "succeeded"
+                assert f"{LIBAS2_WARNING}; MIC {right_mic} matches" in (attempt.receipt or "")
+                [warned] = [e for e in logs if e["event"] == "as2.mdn_warning"]
+                assert warned["warning"] == "duplicate-document" and warned["flow"] == "T1"
+                return
             assert flow.status == "failed" and attempt.outcome == "failed"
-            expected = "authentication-failed" if answer == "error" else "not the one of what we signed"
+            expected = {"error": "authentication-failed", "wrong-mic": "not the one of what we signed",
+                        "libas2-error": "refused the message: decryption-failed"}[answer]
             assert expected in (flow.reason or "") and expected in (attempt.error or "")
             assert attempt.response_raw is not None and attempt.response_raw.endswith(mdn.body)
             assert attempt.request_raw == b"POST / HTTP/1.1\r\n\r\n"  # what was sent is kept as it was

@@ -30,6 +30,7 @@ from gateway.store import Store, Tx
 from gateway.store.models import Flow, InboundMessage, Transmission
 from gateway.transport.as2 import (
     AUTHENTICATION_FAILED,
+    SIGNING_DIGESTS,
     UNEXPECTED_ERROR,
     AS2Error,
     Mdn,
@@ -145,10 +146,14 @@ class Receiver:
         """As ``OutboxSteps._attempt_succeeded`` / ``_attempt_failed`` do for a synchronous MDN; an MDN error is
         never retried (the same bytes would get the same answer)."""
         now = self.clock.now()
-        # Whether compression was on when it was sent is not recorded: either setting is our signature of
-        # these very bytes, so a `compress` changed while the MDN was on its way does not fail the flow.
-        mics = [flow_mic(partner, credentials, flow.file_name, data, compress=c) for c in (partner.compress,
-                                                                                         not partner.compress)]
+        # Whether compression was on, and which digest we asked the MIC in, are not recorded: any of these
+        # settings is our signature of these very bytes, so a `compress` or `as2_signing_digest` changed while
+        # the MDN was on its way does not fail the flow. The MIC is taken in the algorithm the MDN names, if
+        # it is one we sign with.
+        named = (mdn.mic or "").rpartition(",")[2].strip().lower().replace("-", "")
+        digest = named if named in SIGNING_DIGESTS else partner.as2_signing_digest
+        mics = [flow_mic(partner, credentials, flow.file_name, data, compress=c, digest=digest)
+                for c in (partner.compress, not partner.compress)]
         matches = mdn.mic is not None and any(same_mic(mdn.mic, mic) for mic in mics)
         problem = mdn_problem(mdn, mic_matches=matches)
         bound = log.bind(flow=flow.flow_id, partner=partner.name, attempt=attempt.attempt,
@@ -161,6 +166,8 @@ class Receiver:
             tx.set_flow_status(flow, FlowStatus.SENT, now=now)
             tx.mark_flow_invoices(flow, InvoiceStatus.SENT, now=now)
             bound.info("flow.sent", file_name=flow.file_name, mdn=mdn.message_id)
+            if mdn.warning is not None:
+                bound.warning("as2.mdn_warning", warning=mdn.warning, mdn=mdn.message_id)
             return
         tx.finish_transmission(attempt, outcome="failed", now=now, error=problem, response=raw)
         flow.next_attempt_at = None

@@ -2,10 +2,12 @@
 
 Kept apart from the HTTP edges (``as2_http``) so that the gateway can store the raw
 request before anything here looks at it, and so that every failure can be turned into
-an error MDN for the partner. ``cryptography`` signs and encrypts; what it cannot do
-(verify a detached PKCS#7 signature, decrypt the BER that Bouncy Castle based AS2
-servers send, 3DES from older partners, RFC 3274 compression) is done here with its
-primitives and a small DER/BER reader.
+an error MDN for the partner. ``cryptography``'s PKCS#7 builders do only SHA-2 signatures
+and AES-CBC with RSA PKCS#1 v1.5, and its reader refuses BER: the CMS structures (RFC 5652
+SignedData and EnvelopedData, RFC 5083/5084 AuthEnvelopedData with AES-GCM, RFC 8017
+RSAES-OAEP key transport, RFC 3274 compression) are therefore written and read here with
+its primitives and a small DER/BER reader and writer, which also reads the BER that Bouncy
+Castle based AS2 servers stream.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.serialization import pkcs7
 
 from gateway.errors import TransportError
 
@@ -42,14 +44,35 @@ INSUFFICIENT_SECURITY = "insufficient-message-security"
 INTEGRITY_CHECK_FAILED = "integrity-check-failed"
 UNEXPECTED_ERROR = "unexpected-processing-error"
 
-MDN_OPTIONS = "signed-receipt-protocol=required, pkcs7-signature; signed-receipt-micalg=optional, sha-256"
+#: Signing digests we send with (``[partners.X] as2_signing_digest``), and their RFC 5751 micalg names.
+SIGNING_DIGESTS: dict[str, tuple[type[hashes.HashAlgorithm], str]] = {
+    "sha256": (hashes.SHA256, "sha-256"), "sha1": (hashes.SHA1, "sha-1"), "sha384": (hashes.SHA384, "sha-384"),
+    "sha512": (hashes.SHA512, "sha-512"),
+}
+#: Content encryption we send with (``[partners.X] as2_encryption``): GCM goes as AuthEnvelopedData (RFC 5084).
+ENCRYPTIONS = {"aes256-cbc": "2.16.840.1.101.3.4.1.42", "aes128-cbc": "2.16.840.1.101.3.4.1.2",
+               "aes128-gcm": "2.16.840.1.101.3.4.1.6", "aes256-gcm": "2.16.840.1.101.3.4.1.46",
+               "3des": "1.2.840.113549.3.7"}
+
+
+def mdn_options(digest: str = "sha256") -> str:
+    """The Disposition-Notification-Options asking for a signed MDN whose MIC uses our signing digest."""
+    micalg = SIGNING_DIGESTS[digest][1]
+    return f"signed-receipt-protocol=required, pkcs7-signature; signed-receipt-micalg=optional, {micalg}"
+
+
+MDN_OPTIONS = mdn_options()
 _PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_ACTION_MODES, _SENDING_MODES = ("automatic-action", "manual-action"), ("mdn-sent-automatically", "mdn-sent-manually")
 _MIC_ALGORITHMS = ("sha-256", "sha256", "sha-384", "sha384", "sha-512", "sha512", "sha-1", "sha1")
 _MAX_INFLATED = 1 << 30  # a compressed layer inflating beyond this is taken for a zip bomb
 _MAX_DEPTH = 32  # of BER nesting, against stack exhaustion by crafted input
 
 _OID_SIGNED, _OID_ENVELOPED = "1.2.840.113549.1.7.2", "1.2.840.113549.1.7.3"
+_OID_AUTH_ENVELOPED, _OID_DATA = "1.2.840.113549.1.9.16.1.23", "1.2.840.113549.1.7.1"
+_OID_CONTENT_TYPE, _OID_SIGNING_TIME = "1.2.840.113549.1.9.3", "1.2.840.113549.1.9.5"
+_OID_RSA_OAEP, _OID_MGF1, _OID_P_SPECIFIED = "1.2.840.113549.1.1.7", "1.2.840.113549.1.1.8", "1.2.840.113549.1.1.9"
 _OID_COMPRESSED, _OID_ZLIB = "1.2.840.113549.1.9.16.1.9", "1.2.840.113549.1.9.16.3.8"
 _OID_MESSAGE_DIGEST, _OID_RSA, _OID_RSA_PSS = "1.2.840.113549.1.9.4", "1.2.840.113549.1.1.1", "1.2.840.113549.1.1.10"
 # Pre-encoded OBJECT IDENTIFIERs of the three OIDs a CompressedData needs (id-ct-compressedData, zlib, id-data).
@@ -59,9 +82,15 @@ _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
     "1.3.14.3.2.26": hashes.SHA1, "2.16.840.1.101.3.4.2.1": hashes.SHA256, "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512, "2.16.840.1.101.3.4.2.4": hashes.SHA224,
 }
-_CIPHERS = {  # content-encryption OID: (algorithm, key bytes)
-    "2.16.840.1.101.3.4.1.2": (algorithms.AES, 16), "2.16.840.1.101.3.4.1.22": (algorithms.AES, 24),
-    "2.16.840.1.101.3.4.1.42": (algorithms.AES, 32), "1.2.840.113549.3.7": (TripleDES, 24),
+_DIGEST_OIDS = {algorithm.name: oid for oid, algorithm in _DIGESTS.items()}
+_ECDSA_OIDS = {"sha1": "1.2.840.10045.4.1", "sha224": "1.2.840.10045.4.3.1", "sha256": "1.2.840.10045.4.3.2",
+               "sha384": "1.2.840.10045.4.3.3", "sha512": "1.2.840.10045.4.3.4"}
+_CIPHERS: dict[str, tuple[type[algorithms.AES] | type[TripleDES], int, Literal["cbc", "gcm"]]] = {
+    # content-encryption OID: (algorithm, key bytes, mode)
+    "2.16.840.1.101.3.4.1.2": (algorithms.AES, 16, "cbc"), "2.16.840.1.101.3.4.1.22": (algorithms.AES, 24, "cbc"),
+    "2.16.840.1.101.3.4.1.42": (algorithms.AES, 32, "cbc"), "1.2.840.113549.3.7": (TripleDES, 24, "cbc"),
+    "2.16.840.1.101.3.4.1.6": (algorithms.AES, 16, "gcm"), "2.16.840.1.101.3.4.1.26": (algorithms.AES, 24, "gcm"),
+    "2.16.840.1.101.3.4.1.46": (algorithms.AES, 32, "gcm"),
 }
 _NAME_KEYS = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU"}
 
@@ -150,18 +179,25 @@ class Mdn:
     mic: str | None
     mic_matches: bool
     signed: bool
+    #: The partner's warning (``processed/warning: ...``): processed all the same, the text kept as evidence.
+    warning: str | None = None
 
 
 def build_message(
     payload: bytes, *, filename: str, content_type: str = "application/octet-stream", as2_from: str, as2_to: str,
     message_id: str | None = None, subject: str = "AS2 message", sign_key: PrivateKey | None = None,
     sign_cert: x509.Certificate | None = None, encrypt_cert: x509.Certificate | None = None,
-    cipher: Literal["aes256", "aes128"] = "aes256", compress: bool = False,
+    encryption: str = "aes256-cbc", digest: str = "sha256", compress: bool = False,
     mdn_mode: Literal["sync", "async"] | None = "sync", mdn_url: str | None = None, signed_mdn: bool = True,
 ) -> OutboundMessage:
-    """Layers go compress, sign, encrypt (RFC 5402 order), so the MIC covers what was signed."""
+    """Layers go compress, sign, encrypt (RFC 5402 order), so the MIC covers what was signed. ``digest``
+    signs, names the micalg and the MIC we ask the MDN for; ``encryption`` is one of ``ENCRYPTIONS``."""
     if (sign_key is None) != (sign_cert is None):
         raise ValueError("sign_key and sign_cert go together")
+    if digest not in SIGNING_DIGESTS or encryption not in ENCRYPTIONS:
+        raise ValueError(f"the signing digest is one of {', '.join(SIGNING_DIGESTS)} and the encryption one of "
+                         f"{', '.join(ENCRYPTIONS)}, not {digest!r} and {encryption!r}")
+    micalg = SIGNING_DIGESTS[digest][1]
     if mdn_mode == "async" and not mdn_url:
         raise ValueError("an asynchronous MDN needs mdn_url")
     name = _safe(filename.replace("\\", "/").rsplit("/", 1)[-1], "filename").replace('"', "")
@@ -174,20 +210,22 @@ def build_message(
     mic_source = None
     if sign_key is not None and sign_cert is not None:
         mic_source = _entity(entity_headers, body)
-        entity_headers, body = _sign(mic_source, sign_key, sign_cert)
+        entity_headers, body = _sign(mic_source, sign_key, sign_cert, digest)
     if encrypt_cert is not None:
         clear = _entity(entity_headers, body)
         mic_source = clear if mic_source is None else mic_source
-        body = _encrypt(clear, encrypt_cert, algorithms.AES256 if cipher == "aes256" else algorithms.AES128)
-        entity_headers = _pkcs7_headers("enveloped-data", "smime.p7m")
+        body = _encrypt(clear, encrypt_cert, ENCRYPTIONS[encryption])
+        entity_headers = _pkcs7_headers("authEnveloped-data" if encryption.endswith("-gcm") else "enveloped-data",
+                                        "smime.p7m")
     headers = _as2_headers(as2_from, as2_to, message_id, _safe(subject, "subject"), entity_headers)
     if mdn_mode is not None:
         headers["Disposition-Notification-To"] = _safe(mdn_url or as2_from, "mdn_url")
         if signed_mdn:
-            headers["Disposition-Notification-Options"] = MDN_OPTIONS
+            headers["Disposition-Notification-Options"] = mdn_options(digest)
         if mdn_mode == "async":
             headers["Receipt-Delivery-Option"] = _safe(mdn_url or "", "mdn_url")
-    return OutboundMessage(headers, body, _mic(body if mic_source is None else mic_source), headers["Message-ID"])
+    return OutboundMessage(headers, body, _mic(body if mic_source is None else mic_source, micalg),
+                           headers["Message-ID"])
 
 
 def parse_message(
@@ -241,7 +279,9 @@ def build_mdn(
     ])
     entity_headers = {"Content-Type": f'multipart/report; report-type=disposition-notification; boundary="{boundary}"'}
     if request.signed and sign_key is not None and sign_cert is not None:
-        entity_headers, report = _sign(_entity(entity_headers, report), sign_key, sign_cert)
+        # Signed with the digest the sender asked the MIC in: what it verifies MDNs with.
+        entity_headers, report = _sign(_entity(entity_headers, report), sign_key, sign_cert,
+                                       request.mic_algorithm.replace("-", ""))
     headers = _as2_headers(request.as2_to, request.as2_from, message_id, "Message Disposition Notification",
                            entity_headers)
     return OutboundMessage(headers, report, None, headers["Message-ID"])
@@ -276,15 +316,39 @@ def parse_mdn(
     original = _angle(fields.get("original-message-id", ""))
     if expected_message_id is not None and original != _angle(expected_message_id):
         raise AS2Error(f"the MDN is for message {original}, not for {_angle(expected_message_id)}")
-    kind, _, modifier = fields["disposition"].partition(";")[2].strip().partition("/")
-    modifier_kind, _, detail = modifier.partition(":")
-    failed = modifier_kind.strip().lower() in ("error", "failure") or kind.strip().lower() != "processed"
+    error, warning = read_disposition(fields["disposition"])
     mic = fields.get("received-content-mic")
     return Mdn(
-        _angle(h["message-id"]) if h.get("message-id") else None, original, fields["disposition"], not failed,
-        (detail.strip() or kind.strip() or "unknown") if failed else None, mic,
-        mic is not None and expected_mic is not None and same_mic(mic, expected_mic), signed,
+        _angle(h["message-id"]) if h.get("message-id") else None, original, fields["disposition"], error is None,
+        error, mic, mic is not None and expected_mic is not None and same_mic(mic, expected_mic), signed, warning,
     )
+
+
+def read_disposition(value: str) -> tuple[str | None, str | None]:
+    """``(error, warning)`` of an MDN's Disposition field (RFC 4130 7.4.3); ``error`` is None only when the
+    message was processed, with no modifier or a ``warning`` one.
+
+    Fails closed: anything else is an error, however it is spelled (libas2 writes ``error=x``, RFC 4130
+    ``error: x``), and the error is the partner's own words.
+
+    >>> read_disposition("automatic-action/MDN-sent-automatically; processed/error=decryption-failed")
+    ('decryption-failed', None)
+    >>> read_disposition("automatic-action/MDN-sent-automatically; processed/Warning: duplicate-document")
+    (None, 'duplicate-document')
+    """
+    mode, semicolon, disposition = value.partition(";")
+    action, _, sending = (part.strip().lower() for part in mode.partition("/"))
+    if not semicolon or action not in _ACTION_MODES or sending not in _SENDING_MODES:
+        return "no action and sending modes", None
+    kind, slash, modifier = (part.strip() for part in disposition.partition("/"))
+    name, detail = (part.strip() for part in [*re.split(r"[:=]", modifier, maxsplit=1), ""][:2])
+    if kind.lower() != "processed":
+        return detail or name or kind or "no disposition type", None
+    if not slash:
+        return None, None
+    if name.lower() == "warning":
+        return None, detail or name.lower()
+    return detail or name or "an empty disposition modifier", None
 
 
 def same_mic(a: str, b: str) -> bool:
@@ -304,7 +368,7 @@ def _peel(
     for _ in range(4):
         ctype, params = _params(headers.get("content-type", "application/octet-stream"))
         smime_type, data = params.get("smime-type", "").lower(), _decode(headers, body)
-        if ctype in _PKCS7_MIME and smime_type in ("enveloped-data", ""):
+        if ctype in _PKCS7_MIME and smime_type in ("enveloped-data", "authenveloped-data", ""):
             if done or key is None or cert is None:
                 raise AS2Error("an encrypted layer is only accepted as the outermost one" if done else
                                "the message is encrypted but no decryption key is configured")
@@ -463,17 +527,45 @@ def _mic(data: bytes, algorithm: str = "sha-256") -> str:
 # --- CMS --------------------------------------------------------------------------------------------------------
 
 
-def _sign(entity: bytes, key: PrivateKey, cert: x509.Certificate) -> tuple[dict[str, str], bytes]:
+def _sign(entity: bytes, key: PrivateKey, cert: x509.Certificate, digest: str) -> tuple[dict[str, str], bytes]:
     """Binary, detached: the signed bytes are the entity exactly as sent, which is what the MIC covers."""
-    options = [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]
-    builder = pkcs7.PKCS7SignatureBuilder().set_data(entity).add_signer(cert, key, hashes.SHA256())
-    signature = b"\r\n".join(base64.encodebytes(builder.sign(serialization.Encoding.DER, options)).splitlines())
+    algorithm, micalg = SIGNING_DIGESTS[digest]
+    signature = b"\r\n".join(base64.encodebytes(_signed_data(entity, key, cert, algorithm())).splitlines())
     boundary = _boundary(entity)
     body = _multipart(boundary, [entity, _entity({
         "Content-Type": 'application/pkcs7-signature; name="smime.p7s"', "Content-Transfer-Encoding": "base64",
         "Content-Disposition": 'attachment; filename="smime.p7s"'}, signature)])
-    content_type = f'multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="{boundary}"'
+    content_type = f'multipart/signed; protocol="application/pkcs7-signature"; micalg={micalg}; boundary="{boundary}"'
     return {"Content-Type": content_type, "Content-Transfer-Encoding": "binary"}, body
+
+
+def _signed_data(content: bytes, key: PrivateKey, cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """A detached SignedData (RFC 5652 5): one signer named by issuer and serial, its certificate, and the
+    content type, signing time and message digest as signed attributes. Written here because cryptography's
+    builder refuses SHA-1, which old partners still sign and verify with."""
+    hasher = hashes.Hash(algorithm)
+    hasher.update(content)
+    digest_algorithm = _der(0x30, _der_oid(_DIGEST_OIDS[algorithm.name]))
+    attributes = b"".join(sorted(  # a DER SET OF is sorted by encoding, and the signature covers the DER
+        _der(0x30, _der_oid(oid) + _der(0x31, value)) for oid, value in (
+            (_OID_CONTENT_TYPE, _DER_DATA),
+            (_OID_SIGNING_TIME, _der(0x17, datetime.now(UTC).strftime("%y%m%d%H%M%SZ").encode())),
+            (_OID_MESSAGE_DIGEST, _der(0x04, hasher.finalize())))))
+    if isinstance(key, rsa.RSAPrivateKey):
+        value = key.sign(_der(0x31, attributes), padding.PKCS1v15(), algorithm)
+        signature_algorithm = _der(0x30, _der_oid(_OID_RSA) + b"\x05\x00")
+    else:
+        value = key.sign(_der(0x31, attributes), ec.ECDSA(algorithm))
+        signature_algorithm = _der(0x30, _der_oid(_ECDSA_OIDS[algorithm.name]))
+    signer = _der(0x30, _der_int(1) + _issuer_and_serial(cert) + digest_algorithm + _der(0xA0, attributes)
+                  + signature_algorithm + _der(0x04, value))
+    signed = _der(0x30, _der_int(1) + _der(0x31, digest_algorithm) + _der(0x30, _DER_DATA)
+                  + _der(0xA0, cert.public_bytes(serialization.Encoding.DER)) + _der(0x31, signer))
+    return _der(0x30, _der_oid(_OID_SIGNED) + _der(0xA0, signed))
+
+
+def _issuer_and_serial(cert: x509.Certificate) -> bytes:
+    return _der(0x30, cert.issuer.public_bytes() + _der_int(cert.serial_number))
 
 
 def _signed_parts(body: bytes, params: Mapping[str, str]) -> tuple[bytes, bytes]:
@@ -524,16 +616,45 @@ def _verify(content: bytes, signature: bytes, cert: x509.Certificate) -> bytes:
     return content
 
 
-def _encrypt(entity: bytes, cert: x509.Certificate, cipher: type[algorithms.AES128] | type[algorithms.AES256]) -> bytes:
-    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(entity).add_recipient(cert)
-    builder = builder.set_content_encryption_algorithm(cipher)
-    return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+def _encrypt(entity: bytes, cert: x509.Certificate, cipher_oid: str) -> bytes:
+    """EnvelopedData (CBC) or AuthEnvelopedData (GCM, RFC 5084) to ``cert``, the content key under RSA PKCS#1
+    v1.5: what every AS2 implementation reads (OAEP is read, not sent)."""
+    public_key = cert.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise ValueError("the partner certificate must hold an RSA key to encrypt to it")
+    cipher, size, mode = _CIPHERS[cipher_oid]
+    content_key = secrets.token_bytes(size)
+    recipient = _der(0x30, _der_int(0) + _issuer_and_serial(cert) + _der(0x30, _der_oid(_OID_RSA) + b"\x05\x00")
+                     + _der(0x04, public_key.encrypt(content_key, padding.PKCS1v15())))
+    if mode == "gcm":
+        nonce = secrets.token_bytes(12)  # RFC 5084 3.2: 12 octets
+        encryptor = Cipher(cipher(content_key), modes.GCM(nonce)).encryptor()
+        encrypted = encryptor.update(entity) + encryptor.finalize()
+        parameters, mac = _der(0x30, _der(0x04, nonce) + _der_int(16)), _der(0x04, encryptor.tag)
+        content_type = _OID_AUTH_ENVELOPED
+    else:
+        iv = secrets.token_bytes(cipher.block_size // 8)
+        padder = block_padding.PKCS7(cipher.block_size).padder()
+        encryptor = Cipher(cipher(content_key), modes.CBC(iv)).encryptor()
+        encrypted = encryptor.update(padder.update(entity) + padder.finalize()) + encryptor.finalize()
+        parameters, mac, content_type = _der(0x04, iv), b"", _OID_ENVELOPED
+    content_info = _der(0x30, _DER_DATA + _der(0x30, _der_oid(cipher_oid) + parameters) + _der(0x80, encrypted))
+    enveloped = _der(0x30, _der_int(0) + _der(0x31, recipient) + content_info + mac)
+    return _der(0x30, _der_oid(content_type) + _der(0xA0, enveloped))
 
 
 def _decrypt(data: bytes, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> bytes:
-    """``pkcs7_decrypt_der`` refuses BER (indefinite lengths) and 3DES, both of which AS2 partners send."""
+    """``pkcs7_decrypt_der`` refuses BER (indefinite lengths), 3DES, OAEP and GCM, all of which AS2 partners send.
+    EnvelopedData and AuthEnvelopedData are told apart by their content type, whatever the smime-type says."""
     try:
-        recipients, content_info = [f for f in _content_info(data, _OID_ENVELOPED).children[1:] if f.tag != 0xA0][:2]
+        content_type, content = _read(data)[0].children[:2]
+        kind = _oid(content_type)
+        if kind not in (_OID_ENVELOPED, _OID_AUTH_ENVELOPED):
+            raise ValueError(f"the CMS content type is {kind}, not (auth)enveloped data")
+        fields = content.children[0].children
+        # version, [0] originatorInfo?, recipientInfos, encryptedContentInfo, then for AuthEnvelopedData
+        # [1] authAttrs?, mac, [2] unauthAttrs?
+        recipients, content_info, *rest = [f for f in fields[1:] if f.tag not in (0xA0, 0xA1, 0xA2)]
         chosen = next((r.children for r in recipients.children if r.tag == 0x30 and _sid_matches(r.children[1], cert)),
                       None)
         if chosen is None:
@@ -543,20 +664,70 @@ def _decrypt(data: bytes, key: rsa.RSAPrivateKey, cert: x509.Certificate) -> byt
                            disposition=DECRYPTION_FAILED)
         _, _, key_algorithm, encrypted_key = chosen[:4]
         _, algorithm, encrypted = content_info.children[:3]
-        key_oid, cipher_oid = _oid(key_algorithm.children[0]), _oid(algorithm.children[0])
-        if key_oid != _OID_RSA or cipher_oid not in _CIPHERS:
-            raise AS2Error(f"key transport {key_oid} with {cipher_oid} is not supported (RSA PKCS#1 v1.5 with "
-                           f"AES-CBC or 3DES are)", disposition=DECRYPTION_FAILED)
-        cipher, size = _CIPHERS[cipher_oid]
-        content_key = key.decrypt(_octets(encrypted_key), padding.PKCS1v15())
+        cipher_oid = _oid(algorithm.children[0])
+        if cipher_oid not in _CIPHERS:
+            raise AS2Error(f"content encryption {cipher_oid} is not supported (AES-CBC, AES-GCM and 3DES are)",
+                           disposition=DECRYPTION_FAILED)
+        cipher, size, mode = _CIPHERS[cipher_oid]
+        if (mode == "gcm") != (kind == _OID_AUTH_ENVELOPED):  # RFC 5084: GCM only where the tag is authenticated
+            raise ValueError(f"content encryption {cipher_oid} does not go in content type {kind}")
+        content_key = key.decrypt(_octets(encrypted_key), _key_transport(key_algorithm))
         if len(content_key) != size:
             raise ValueError("the content key has the wrong size")
+        if mode == "gcm":
+            auth_attributes = next((f for f in fields if f.tag == 0xA1), None)
+            return _open_gcm(algorithms.AES(content_key), algorithm.children[1], _octets(encrypted), _octets(rest[0]),
+                             b"\x31" + auth_attributes.raw[1:] if auth_attributes else b"")
         decryptor = Cipher(cipher(content_key), modes.CBC(_octets(algorithm.children[1]))).decryptor()
         unpadder = block_padding.PKCS7(cipher.block_size).unpadder()
         return unpadder.update(decryptor.update(_octets(encrypted)) + decryptor.finalize()) + unpadder.finalize()
     except (ValueError, IndexError) as exc:
         raise AS2Error(f"the message cannot be decrypted: it was altered in transit, or our key does not match "
                        f"our certificate ({exc})", disposition=DECRYPTION_FAILED) from exc
+
+
+def _key_transport(algorithm: _Tlv) -> padding.AsymmetricPadding:
+    """RSA PKCS#1 v1.5, or RSAES-OAEP (RFC 8017 A.2.1) with its hash, MGF1 hash and label, SHA-1 by default."""
+    oid = _oid(algorithm.children[0])
+    if oid == _OID_RSA:
+        return padding.PKCS1v15()
+    if oid != _OID_RSA_OAEP:
+        raise AS2Error(f"key transport {oid} is not supported (RSA PKCS#1 v1.5 and RSAES-OAEP are)",
+                       disposition=DECRYPTION_FAILED)
+    digest, mask_digest, label = hashes.SHA1(), hashes.SHA1(), None
+    for field in algorithm.children[1].children if len(algorithm.children) > 1 else []:
+        inner = field.children[0]
+        if field.tag == 0xA0:
+            digest = _digest(inner)
+        elif field.tag == 0xA1 and _oid(inner.children[0]) == _OID_MGF1:
+            mask_digest = _digest(inner.children[1])
+        elif field.tag == 0xA2 and _oid(inner.children[0]) == _OID_P_SPECIFIED:
+            label = _octets(inner.children[1]) or None
+        else:
+            raise ValueError(f"RSAES-OAEP parameter [{field.tag & 0x1F}] {_oid(inner.children[0])} is not supported")
+    return padding.OAEP(padding.MGF1(mask_digest), digest, label)
+
+
+def _digest(algorithm: _Tlv) -> hashes.HashAlgorithm:
+    oid = _oid(algorithm.children[0])
+    if oid not in _DIGESTS:
+        raise ValueError(f"digest {oid} is not supported")
+    return _DIGESTS[oid]()
+
+
+def _open_gcm(cipher: algorithms.AES, parameters: _Tlv, encrypted: bytes, mac: bytes,
+              authenticated: bytes) -> bytes:
+    """RFC 5084 GCMParameters: the nonce, and the tag length (12 by default) the mac field must have."""
+    nonce, *length = parameters.children
+    tag_length = _int(length[0]) if length else 12
+    if not 12 <= tag_length <= 16 or len(mac) != tag_length:
+        raise ValueError(f"the authentication tag is {len(mac)} bytes, its parameters say {tag_length}")
+    decryptor = Cipher(cipher, modes.GCM(_octets(nonce), mac, min_tag_length=tag_length)).decryptor()
+    decryptor.authenticate_additional_data(authenticated)
+    try:
+        return decryptor.update(encrypted) + decryptor.finalize()
+    except InvalidTag:
+        raise ValueError("the authentication tag does not match") from None
 
 
 def _compress(entity: bytes) -> bytes:
@@ -682,6 +853,22 @@ def _octets(tlv: _Tlv, depth: int = 0) -> bytes:
     if depth > _MAX_DEPTH:
         raise ValueError("too deeply nested OCTET STRING")
     return b"".join(_octets(chunk, depth + 1) for chunk in tlv.children) if tlv.tag & 0x20 else tlv.body
+
+
+def _der_oid(oid: str) -> bytes:
+    arcs = [int(arc) for arc in oid.split(".")]
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def _der_int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
 def _der(tag: int, body: bytes) -> bytes:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -25,6 +26,8 @@ from gateway.errors import TransportError
 from gateway.transport.as2 import AS2Error, Mdn, build_message, parse_mdn
 from gateway.transport.as2_http import post_message
 from gateway.transport.base import Delivery
+
+log = structlog.get_logger(__name__)
 
 # 408 and 429 say "not now", like a 5xx; the other 4xx (wrong URL, refused credentials,
 # body too large) come back the same until someone changes the configuration.
@@ -80,8 +83,10 @@ def content_type(name: str) -> str:
     return "application/xml" if name.lower().endswith(".xml") else "application/octet-stream"
 
 
-def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: bytes, *, compress: bool) -> str:
-    """The MIC a deposit of ``data`` under ``name`` was signed with, computed again.
+def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: bytes, *, compress: bool,
+             digest: str | None = None) -> str:
+    """The MIC a deposit of ``data`` under ``name`` was signed with, computed again, with ``digest`` (by default
+    the partner's signing digest, which is the MIC algorithm we ask for).
 
     The MIC covers the signed entity (RFC 4130 7.3.1), which depends only on the bytes, the
     file name and whether they were compressed: not on the signature, the encryption or the
@@ -90,11 +95,12 @@ def flow_mic(partner: Partner, credentials: AS2Credentials, name: str, data: byt
     assert partner.as2_from and partner.as2_to  # config checked
     return build_message(data, filename=name, content_type=content_type(name), as2_from=partner.as2_from,
                          as2_to=partner.as2_to, sign_key=credentials.own_key, sign_cert=credentials.own_cert,
-                         compress=compress, mdn_mode=None).mic or ""
+                         digest=digest or partner.as2_signing_digest, compress=compress, mdn_mode=None).mic or ""
 
 
 def mdn_problem(mdn: Mdn, *, mic_matches: bool) -> str | None:
-    """Why a verified MDN does not prove delivery, None when it does."""
+    """Why a verified MDN does not prove delivery, None when it does. A refusal is named by the partner's error
+    first: its MIC, if any, says nothing more."""
     if not mdn.processed:
         return f"the partner refused the message: {mdn.error} (Disposition: {mdn.disposition})"
     if not mic_matches:
@@ -128,6 +134,7 @@ class AS2Transport:
                 data, filename=name, content_type=content_type(name), as2_from=partner.as2_from,
                 as2_to=partner.as2_to, subject=f"Chorus Pro flow {name}", sign_key=credentials.own_key,
                 sign_cert=credentials.own_cert, encrypt_cert=credentials.partner_cert, compress=partner.compress,
+                encryption=partner.as2_encryption, digest=partner.as2_signing_digest,
                 mdn_mode="async" if partner.mdn == "async" else "sync", mdn_url=partner.mdn_url, signed_mdn=True,
             )
         except ValueError as exc:  # a name or identity that cannot go in a header: the same every time
@@ -163,6 +170,9 @@ class AS2Transport:
             # back the same for the same bytes, and a MIC mismatch means the partner holds other bytes
             # than ours; either needs a person (certificates, agreement) before a new attempt.
             raise _fatal(partner, problem, request=request, response=response)
+        if mdn.warning is not None:  # processed all the same; the receipt line keeps the Disposition with its text
+            log.warning("as2.mdn_warning", partner=partner.name, file=name, message_id=message.message_id,
+                        warning=mdn.warning)
         return Delivery(f"{sent}; MDN {mdn.message_id}: {mdn.disposition}; MIC {mdn.mic} matches",
                         message.message_id, request, response)
 
