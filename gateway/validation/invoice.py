@@ -17,7 +17,7 @@ from gateway.validation import chorus
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import DEFAULT_PROFILE, RuleRegistry, scan_directory
 from gateway.validation.schematron import run_rule_set, syntax_of
-from gateway.validation.xsd import check_xsd, describe_schema, schema_files
+from gateway.validation.xsd import CII_ROOT, check_xsd, describe_schema, schema_for, widest_cii
 
 # Safe parsing: no DTD, no entity expansion, no network; huge_tree stays off so that
 # libxml2's own depth and size limits apply.
@@ -51,18 +51,23 @@ def parse_invoice(payload: bytes) -> etree._ElementTree | Finding:
 
 
 def schema_layers(
-    payload: bytes, *, profile: str | None, registry: RuleRegistry
+    payload: bytes, *, profile: str | None, registry: RuleRegistry, own_output: bool = True
 ) -> tuple[etree._ElementTree | None, Validation]:
-    """Parsing, XSD and the profile's Schematron rule sets (the part a worker runs)."""
+    """Parsing, XSD and the profile's Schematron rule sets (the part a worker runs).
+
+    ``own_output``: the document is what the gateway wrote (CII is checked against the
+    EN16931 profile XSD); otherwise it was received (the widest CII XSD available).
+    """
     parsed = parse_invoice(payload)
     if isinstance(parsed, Finding):
         return None, Validation(None, [parsed])
     root_tag = parsed.getroot().tag
-    result = Validation(None, check_xsd(parsed))
-    if root_tag not in schema_files():
+    cii = None if own_output or root_tag != CII_ROOT else widest_cii(registry.xsd("cii"))
+    result = Validation(None, check_xsd(parsed, cii))
+    if schema_for(root_tag) is None:
         return parsed, result
     result.syntax = syntax_of(root_tag)
-    result.artefacts.append(describe_schema(root_tag))
+    result.artefacts.append(describe_schema(root_tag, cii))
     if profile is None or _fatal(result.findings):
         return parsed, result
     for rule_set in registry.for_profile(profile, result.syntax):
@@ -87,9 +92,11 @@ def validate_document(
     profile: str | None = DEFAULT_PROFILE,
     registry: RuleRegistry | None = None,
     context: chorus.ChorusContext | None = None,
+    own_output: bool = True,
 ) -> Validation:
     """Every layer in this process (no time budget: see ``worker`` for that)."""
-    parsed, result = schema_layers(payload, profile=profile, registry=registry or RuleRegistry.default())
+    parsed, result = schema_layers(payload, profile=profile, registry=registry or RuleRegistry.default(),
+                                   own_output=own_output)
     return chorus_layer(parsed, result, context)
 
 

@@ -10,14 +10,16 @@ A Schematron source (``.sch``) whose name is in ``KNOWN_SOURCES`` (Peppol BIS 3,
 only as Schematron) is compiled to XSLT (``compile_sch``) into a cache directory the
 caller gives; the rule set is then the compiled file, with the source's sha256 beside.
 
+The same registry holds the plain UN/CEFACT D16B XSD when a registered directory
+carries it (layer ``xsd``): documents received from others are then checked against
+it rather than against the Factur-X EXTENDED XSD (``xsd.widest_cii``).
+
 Fails closed: a profile that needs a rule set the registry lacks, or a registered file
 whose bytes no longer match the recorded sha256, is a ``ValidatorError``.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 import facturx
 
 from gateway.errors import ValidatorError
+from gateway.validation.xsd import Xsd, closure_sha256, file_sha256
 
 EN16931 = "en16931"
 BR_FR = "br-fr"
@@ -34,6 +37,32 @@ EXTENDED_CTC_FR = "extended-ctc-fr"
 PEPPOL = "peppol"
 LAYERS = (EN16931, BR_FR, EXTENDED_CTC_FR, PEPPOL)
 TITLES = {EN16931: "EN 16931", BR_FR: "BR-FR", EXTENDED_CTC_FR: "EXTENDED-CTC-FR", PEPPOL: "Peppol BIS 3"}
+#: Not a Schematron layer: the plain D16B XSD an operator registered, for documents received.
+XSD = "xsd"
+TITLES[XSD] = "D16B XSD"
+_ORDER = (XSD, *LAYERS)
+
+#: The CEN/TC 434 release of EN 16931 the gateway is tested with (../shared/corpus/SOURCES.md:
+#: ConnectingEurope/eInvoicing-EN16931, tag validation-1.3.16). Its CII rule set is not on
+#: PyPI (docs/decisions.md) and may not be copied into this repository: the operator
+#: downloads it once and registers it.
+CEN_RELEASE = "validation-1.3.16"
+CEN_RELEASE_PAGE = f"https://github.com/ConnectingEurope/eInvoicing-EN16931/releases/tag/{CEN_RELEASE}"
+CEN_CII_ZIP = "en16931-cii-1.3.16.zip"
+#: Where the instructions unzip it, and its directory that holds EN16931-CII-validation.xslt.
+CEN_CII_DIR = "en16931-cii-1.3.16"
+CEN_CII_XSLT_DIR = f"{CEN_CII_DIR}/xslt"
+
+
+def cen_cii_instructions(gateway: str = "gateway") -> str:
+    """What to download for EN 16931 on CII and the line that registers it (``gateway``:
+    the command with its options, e.g. ``gateway --config /srv/gateway/gateway.toml``)."""
+    return (
+        f"download {CEN_CII_ZIP} from the CEN/TC 434 release {CEN_RELEASE} of ConnectingEurope/eInvoicing-EN16931 "
+        f"({CEN_RELEASE_PAGE}), unzip it (`unzip {CEN_CII_ZIP} -d {CEN_CII_DIR}`: its xslt/ directory holds "
+        f"EN16931-CII-validation.xslt) and run `{gateway} rules add {CEN_CII_XSLT_DIR}`"
+    )
+
 
 #: Profile → the Schematron layers it runs, in order. EN 16931 is in every profile;
 #: the French ones add the CTC rules of the 2026 reform (BR-FR) or of its EXTENDED
@@ -61,6 +90,8 @@ KNOWN_FILES: dict[str, tuple[str, str]] = {
     "EXTENDED-CTC-FR-UBL.xslt": (EXTENDED_CTC_FR, "ubl"),
     "EXTENDED-CTC-FR-CII.xslt": (EXTENDED_CTC_FR, "cii"),
 }
+#: XSD entry files registered for the XSD layer of documents received → syntax.
+KNOWN_SCHEMAS: dict[str, str] = {"CrossIndustryInvoice_100pD16B.xsd": "cii"}
 #: Schematron sources compiled on registration (no official compiled XSLT is published).
 KNOWN_SOURCES: dict[str, tuple[str, str]] = {
     "PEPPOL-EN16931-UBL.sch": (PEPPOL, "ubl"),
@@ -70,6 +101,8 @@ KNOWN_SOURCES: dict[str, tuple[str, str]] = {
 _VERSION_IN_HEADER = re.compile(rb"Schematron version ([0-9][\w.\-]*)")
 #: Peppol's sources: "Last update: 2025 May release 3.0.19."
 _RELEASE_IN_HEADER = re.compile(rb"\brelease ([0-9]+(?:\.[0-9]+)+)")
+#: UN/CEFACT's header: "Schema version:  100.D16B (Decoupled Code List Schema Modules)".
+_SCHEMA_VERSION = re.compile(rb"Schema version:\s*([^\s(]+)")
 
 
 @dataclass(frozen=True)
@@ -85,22 +118,16 @@ class RuleSet:
 
     def describe(self) -> dict[str, str]:
         """What a flow records about it."""
+        if self.layer == XSD:
+            return self.as_xsd().describe()
         described = {"kind": f"schematron:{self.layer}", "name": self.path.name, "version": self.version,
                      "sha256": self.sha256}
         if self.source_sha256:
             described["source_sha256"] = self.source_sha256
         return described
 
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, computed again only when its size or mtime changed."""
-    stat = path.stat()
-    return _sha256(path, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    def as_xsd(self) -> Xsd:
+        return Xsd(self.path, self.version, self.sha256)
 
 
 def _version_of(path: Path, default: str) -> str:
@@ -134,7 +161,7 @@ def scan_directory(directory: Path, *, version: str | None = None, cache_dir: Pa
         candidates = sorted([*directory.rglob("*.xslt"), *directory.rglob("*.sch")])
     else:
         raise ValidatorError(f"{directory} does not exist")
-    found = []
+    found = _schemas_in(directory, version)
     for path in candidates:
         resolved = path.resolve()
         if path.name in KNOWN_FILES:
@@ -157,8 +184,35 @@ def scan_directory(directory: Path, *, version: str | None = None, cache_dir: Pa
         raise ValidatorError(
             f"no known rule set in {directory}: expected one of {', '.join(sorted(KNOWN_FILES))}, "
             + (sources if cache_dir is not None else f"or with a cache directory to compile into, {sources}")
+            + f", or the decoupled {', '.join(sorted(KNOWN_SCHEMAS))}"
         )
     return found
+
+
+def _schemas_in(directory: Path, version: str | None) -> list[RuleSet]:
+    """The D16B XSD of a directory (or the file itself), at most one per syntax.
+
+    Only the *decoupled* code-list modules: the coupled ones pin the 2016 code lists
+    and refuse codes EN 16931 allows (two CEN examples and a ZUGFeRD one,
+    ../shared/corpus/VERIFY.md); the EN 16931 Schematron checks the codes instead.
+    """
+    paths = [directory] if directory.is_file() else sorted(
+        p for name in KNOWN_SCHEMAS for p in directory.rglob(name)
+    )
+    chosen: dict[str, RuleSet] = {}
+    for path in paths:
+        syntax = KNOWN_SCHEMAS.get(path.name)
+        if syntax is None or syntax in chosen:
+            continue
+        with path.open("rb") as handle:
+            header = handle.read(4096)
+        if b"Coupled Code List" in header:
+            continue
+        resolved = path.resolve()
+        found = _SCHEMA_VERSION.search(header)
+        chosen[syntax] = RuleSet(XSD, syntax, resolved, version or (found.group(1).decode() if found else "D16B"),
+                                 closure_sha256(resolved), "operator")
+    return list(chosen.values())
 
 
 class RuleRegistry:
@@ -174,14 +228,31 @@ class RuleRegistry:
         return cls([*builtin_rule_sets(), *extra])
 
     def all(self) -> list[RuleSet]:
-        return sorted(self._by_key.values(), key=lambda r: (r.syntax, LAYERS.index(r.layer)))
+        return sorted(self._by_key.values(), key=lambda r: (r.syntax, _ORDER.index(r.layer)))
+
+    def has(self, layer: str, syntax: str) -> bool:
+        return (layer, syntax) in self._by_key
+
+    def xsd(self, syntax: str) -> Xsd | None:
+        """The D16B XSD registered for ``syntax`` (checked like a rule set), or None."""
+        rule_set = self._by_key.get((XSD, syntax))
+        if rule_set is None:
+            return None
+        if not rule_set.path.is_file():
+            raise ValidatorError(f"the {TITLES[XSD]} registered for {syntax.upper()} is gone: {rule_set.path}")
+        if closure_sha256(rule_set.path) != rule_set.sha256:
+            raise ValidatorError(
+                f"the {TITLES[XSD]} {rule_set.path} (or a file it imports) changed since it was registered "
+                f"(sha256 {rule_set.sha256[:12]}…): register it again with `gateway rules add`"
+            )
+        return rule_set.as_xsd()
 
     def lookup(self, layer: str, syntax: str) -> RuleSet:
         rule_set = self._by_key.get((layer, syntax))
         if rule_set is None:
             hint = (
-                " (the Factur-X Schematron is not a substitute for plain CII: register the CEN release's "
-                "xslt directory with `gateway rules add DIR`, or give `--cii-rules DIR`)"
+                " (it is not in factur-x, whose Factur-X Schematron is no substitute for plain CII): "
+                f"{cen_cii_instructions()}, or give `gateway validate --cii-rules {CEN_CII_XSLT_DIR}`"
                 if (layer, syntax) == (EN16931, "cii")
                 else ""
             )

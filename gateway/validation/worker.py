@@ -61,7 +61,7 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The worker's loop: rule sets first, then (payload, profile) until EOF or None."""
+    """The worker's loop: rule sets first, then (payload, profile, own_output) until EOF or None."""
     registry = RuleRegistry(_read(requests))
     _write(replies, ("ready", None))
     while True:
@@ -71,9 +71,9 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             return
         if request is None:
             return
-        payload, profile = request
+        payload, profile, own_output = request
         try:
-            _parsed, result = schema_layers(payload, profile=profile, registry=registry)
+            _parsed, result = schema_layers(payload, profile=profile, registry=registry, own_output=own_output)
             _write(replies, ("ok", result))
         except ValidatorError as exc:
             _write(replies, ("validator-error", exc.message))
@@ -134,15 +134,16 @@ class ValidationWorker:
             self._kill()
             raise ValidatorError("the validator process died while validating this document") from None
 
-    def schema_layers(self, payload: bytes, profile: str | None) -> Validation:
-        """Parsing, XSD and the profile's Schematron, within the time budget."""
+    def schema_layers(self, payload: bytes, profile: str | None, *, own_output: bool = True) -> Validation:
+        """Parsing, XSD and the profile's Schematron, within the time budget (``own_output``:
+        see ``invoice.schema_layers``; the choice travels with each document)."""
         process = self._process if self._process is not None and self._process.poll() is None else None
         if process is None:
             process = self._start()
         assert process.stdin is not None
         started = time.monotonic()
         try:
-            _write(process.stdin, (payload, profile))
+            _write(process.stdin, (payload, profile, own_output))
         except (BrokenPipeError, OSError):
             self._kill()
             raise ValidatorError("the validator process died before this document") from None

