@@ -81,7 +81,8 @@ class Partner:
     max_invoices_per_flow: int = 500
     max_flow_bytes: int = 1_000_000_000
     max_attempts: int = 5
-    #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote.
+    #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote:
+    #: refused when read (EN 16931 BR-CL-01), kept for code that passes it on.
     credit_note_as_invoice: bool = False
     #: "tar.gz": one XML per invoice in a tar.gz lot; "xml": one invoice per flow, sent
     #: as the XML file itself.
@@ -382,6 +383,13 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
             known = ", ".join(CREDENTIALS.get(transport, ())) or "none"
             raise ConfigError(f"unknown credential for the {transport} transport (known: {known})",
                               key=credentials.key(key))
+    if section.get("credit_note_as_invoice", bool, False):
+        # Every validation profile applies EN 16931, so each credit note would be held back.
+        raise ConfigError(
+            "true is refused: EN 16931 allows type 381 only in a UBL CreditNote (BR-CL-01), which the gateway's "
+            "validation applies; remove the key (credit notes are sent as UBL CreditNote)",
+            key=section.key("credit_note_as_invoice"),
+        )
     partner = Partner(
         name=name,
         transport=transport,
@@ -394,7 +402,6 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
         max_invoices_per_flow=_positive(section, "max_invoices_per_flow", 500),
         max_flow_bytes=_positive(section, "max_flow_bytes", 1_000_000_000),
         max_attempts=_positive(section, "max_attempts", 5),
-        credit_note_as_invoice=section.get("credit_note_as_invoice", bool, False),
         **_wire_settings(section, transport),
     )
     section.done()

@@ -273,7 +273,8 @@ def _check_encoding(_ctx: click.Context, _param: click.Parameter, value: str) ->
               help="CSV decimal separator.")
 @click.option("--date-format", default="%Y-%m-%d", show_default=True, help="CSV date format (strptime).")
 @click.option("--credit-note-as-invoice", is_flag=True,
-              help="UBL: write a credit note (381) as an Invoice of type 381, as a partner's setting may ask.")
+              help="UBL: a credit note (381) as an Invoice of type 381. Refused, naming the rule: EN 16931 "
+              "(BR-CL-01) puts 381 only in a CreditNote.")
 @click.option("--partner-code", default=None,
               help="CPP Facture Mixte: your Chorus Pro EDI partner code, the emitter of the envelope.")
 @click.option("--attachments", "attachment_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
