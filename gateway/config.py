@@ -19,6 +19,7 @@ from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
+from gateway.intake.records import VAT_ROUNDING_POLICIES
 from gateway.mapping.xslt import check_stylesheet
 from gateway.starter_config import STARTER_CONFIG
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
@@ -63,6 +64,9 @@ class Channel:
     settle_seconds: float = 2.0
     #: Schematron layers run on its invoices (``gateway.validation.rulesets.PROFILES``).
     validation_profile: str = DEFAULT_PROFILE
+    #: The VAT the ERP states: sent when per-line rounding explains it ("erp"), or
+    #: recomputed per rate and an invoice that differs held back ("recompute").
+    vat_rounding: str = "erp"
 
 
 @dataclass(frozen=True)
@@ -516,6 +520,13 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
     profile = section.get("validation_profile", str, DEFAULT_PROFILE)
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", key=section.key("validation_profile"))
+    vat_rounding = section.get("vat_rounding", str, "erp")
+    if vat_rounding not in VAT_ROUNDING_POLICIES:
+        raise ConfigError(
+            'must be "erp" (send the ERP\'s VAT when rounding line by line explains its difference, EN 16931 '
+            'BR-CO-17) or "recompute" (recompute the VAT per rate; hold back an invoice whose stated VAT differs)',
+            key=section.key("vat_rounding"),
+        )
     csv = _csv(section.table("csv"))
     section.done()
     return Channel(
@@ -528,6 +539,7 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         input_stylesheet=stylesheet,
         settle_seconds=float(settle),
         validation_profile=profile,
+        vat_rounding=vat_rounding,
     )
 
 

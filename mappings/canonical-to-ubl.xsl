@@ -156,6 +156,7 @@
   <xsl:template match="PostalAddress">
     <cac:PostalAddress>
       <xsl:for-each select="AddressLine1"><cbc:StreetName><xsl:value-of select="."/></cbc:StreetName></xsl:for-each>
+      <xsl:for-each select="AddressLine2"><cbc:AdditionalStreetName><xsl:value-of select="."/></cbc:AdditionalStreetName></xsl:for-each>
       <xsl:for-each select="City"><cbc:CityName><xsl:value-of select="."/></cbc:CityName></xsl:for-each>
       <xsl:for-each select="PostCode"><cbc:PostalZone><xsl:value-of select="."/></cbc:PostalZone></xsl:for-each>
       <cac:Country><cbc:IdentificationCode><xsl:value-of select="CountryCode"/></cbc:IdentificationCode></cac:Country>

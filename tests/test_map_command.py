@@ -106,7 +106,7 @@ def test_json_lines_say_the_same_as_the_text(tmp_path: Path, sample: SampleExpor
     assert len(objects) == len(text_lines)
     rows = _rows_by_invoice(sample.path)
     for obj, text in zip(objects, text_lines, strict=True):
-        assert set(obj) == {"source", "line", "invoice_number", "status", "output", "errors"}
+        assert set(obj) == {"source", "line", "invoice_number", "status", "output", "errors", "warnings"}
         assert text.startswith(f"{'OK ' if obj['status'] == 'mapped' else 'ERR'} {obj['source']}:{obj['line']}  "
                                f"{obj['invoice_number']}  ")
         if obj["status"] == "mapped":
