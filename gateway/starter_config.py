@@ -56,7 +56,7 @@ syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO110
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
 validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
-vat_rounding = "erp"           # erp: send the ERP's VAT if line-by-line rounding explains it | recompute, docs/inputs.md
+vat_rounding = "erp"           # erp (the ERP's VAT, rounded line by line) | recompute, docs/inputs.md
 
 [channels.erp.csv]
 delimiter = ";"

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import functools
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -140,9 +141,11 @@ def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | No
             raise MappingError(f"the stylesheet {stylesheet.name} produced an empty document")
         return result.encode("utf-8")
     # Saxon's report (file positions, template stack) is replaced by its gist; the
-    # stylesheet's own earlier messages stay the stylesheet's output.
+    # stylesheet's own earlier messages stay the stylesheet's output, as does what
+    # another thread wrote meanwhile.
     reason = " ".join(str(failure).split())
     terminated = bool(messages) and "terminated by xsl:message" in reason
+    _write_stderr(_without_saxon_report(report[0]))
     _write_stderr(b"".join(f"{message}\n".encode() for message in messages[:-1] if terminated))
     if terminated:
         raise MappingError(f"the stylesheet {stylesheet.name} stopped: {' '.join(messages[-1].split())}")
@@ -158,6 +161,19 @@ def _messages(executable: PyXsltExecutable) -> list[str]:
     messages = [saved.item_at(index).string_value for index in range(saved.size)]
     executable.clear_xsl_messages()
     return messages
+
+
+#: How the lines of Saxon's error report begin: a heading, or an indented detail.
+_SAXON_REPORT = re.compile(rb"^(\s|(Static |Type |Dynamic |Fatal )?[Ee]rror\b|Warning\b)")
+
+
+def _without_saxon_report(captured: bytes) -> bytes:
+    r"""The captured lines that are not Saxon's report of the failure.
+
+    >>> _without_saxon_report(b'Error on line 3 of x.xsl:\n  FOER0000  bang\n{"event": "x"}\n')
+    b'{"event": "x"}\n'
+    """
+    return b"".join(line for line in captured.splitlines(keepends=True) if not _SAXON_REPORT.match(line))
 
 
 def _write_stderr(data: bytes) -> None:
