@@ -36,6 +36,8 @@ from gateway.mapping.canonical import NAMESPACE
 from gateway.mapping.xslt import _LOCK, _processor, transform
 from gateway.resources import mapping_path, schema_path
 from gateway.validation import is_valid, validate_invoice
+from gateway.validation.findings import Severity
+from gateway.validation.invoice import validate_document
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -707,10 +709,13 @@ def test_a_credit_note_is_never_written_as_an_invoice_of_type_381(
     # An ordinary invoice is not concerned by the option.
     assert map_invoice(full_invoice, credit_note_as_invoice=True) == map_invoice(full_invoice)
 
-    # The reason is true: the stylesheet's Invoice/381 is what EN 16931 refuses.
+    # The reason is true: the gateway's own layers, run as `gateway validate` runs them,
+    # refuse the stylesheet's Invoice/381 on BR-CL-01 alone.
     as_invoice = transform(mapping_path("canonical-to-ubl.xsl"), to_canonical(credit_note),
                            {"credit-note-document": "Invoice"})
     assert etree.QName(etree.fromstring(as_invoice)).localname == "Invoice"
+    findings = validate_document(as_invoice).findings
+    assert [(f.layer, f.rule_id) for f in findings if f.severity is Severity.FATAL] == [("en16931", "BR-CL-01")]
     assert fatal_ids(en16931(as_invoice)) == ["BR-CL-01"]
 
     config = tmp_path / "gateway.toml"
