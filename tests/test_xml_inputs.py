@@ -396,25 +396,46 @@ def test_vat_beyond_per_line_rounding_is_held_back_naming_br_co_17(tmp_path: Pat
         "rounding its 2 line(s) one by one explains (0.02) (EN 16931 BR-CO-17)")
 
 
-def test_a_credit_memo_maps_through_the_cli_to_a_credit_note_the_rules_accept(tmp_path: Path) -> None:
+#: A stylesheet of an integrator's, over the built-in one: it stops on pro forma
+#: documents (xsl:message terminate) and has a bug for another type (a dynamic error).
+CHECKED_XSL = f"""<xsl:stylesheet version="3.0"
+    xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xsl:import href="{mapping_path('idoc-invoic02-to-records.xsl').as_uri()}"/>
+  <xsl:template match="IDOC[E1EDK01/BSART = 'ZPRO']">
+    <xsl:message terminate="yes">IDoc <xsl:value-of select="EDI_DC40/DOCNUM"/>: pro forma</xsl:message>
+  </xsl:template>
+  <xsl:template match="IDOC[E1EDK01/BSART = 'ZBAD']">
+    <xsl:sequence select="xs:decimal(E1EDK01/BSART)"/>
+  </xsl:template>
+</xsl:stylesheet>"""
+
+
+def test_gateway_map_writes_the_credit_note_the_rules_accept_and_one_line_per_failure(tmp_path: Path) -> None:
     """`gateway map` on the credit memo: a UBL CreditNote carrying the whole names, the
     addresses, the service code, the corrected invoice and the due date (as payment
     terms: no payment means on a credit note), which the gateway's own layers and the
-    official EN 16931 rules accept; a warning goes to stderr, and nothing else."""
+    official EN 16931 rules accept. A service code not taken is a warning on stderr. A
+    stylesheet that stops or fails gives its file one ERR line in its own words, and
+    stderr holds no Saxon report, no stack, no traceback."""
     other = variant(CREDIT_MEMO, (f"<PARVW>AG</PARVW><PARTN>{HOSPITAL}</PARTN>",
                                   f"<PARVW>AG</PARVW><PARTN>{MINISTRY}</PARTN>"), ("0090000203", "0090000205"))
-    write(tmp_path, "1-memo.xml", CREDIT_MEMO)
-    write(tmp_path, "2-other.xml", other)
+    files = [write(tmp_path, "1-memo.xml", CREDIT_MEMO), write(tmp_path, "2-other.xml", other),
+             write(tmp_path, "3-pro-forma.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZPRO</BSART>"))),
+             write(tmp_path, "4-bad.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZBAD</BSART>")))]
+    checked = write(tmp_path, "checked.xsl", CHECKED_XSL)
     out = tmp_path / "out"
-    result = gateway("map", "--input-format", "idoc", "--out", str(out), str(tmp_path / "1-memo.xml"),
-                     str(tmp_path / "2-other.xml"))
+    result = gateway("map", "--input-format", str(checked), "--out", str(out), *map(str, files), check=False)
 
-    assert [line.split("  ")[2] for line in result.stdout.splitlines()] == ["0090000203", "0090000205"]
+    assert result.returncode == 1
+    memo, warned, stopped, failed = result.stdout.splitlines()
+    assert memo.startswith(f"OK  {files[0]}:3  0090000203  -> ") and warned.startswith(f"OK  {files[1]}:3  0090000205")
+    assert stopped == f"ERR {files[2]}  -  the stylesheet checked.xsl stopped: IDoc 0000000000412003: pro forma"
+    assert failed.startswith(f"ERR {files[3]}  -  the stylesheet checked.xsl failed: ") and "ZBAD" in failed
     assert result.stderr.splitlines() == [
-        f"warning: {tmp_path / '2-other.xml'}:3  0090000205  IDoc 0000000000412003: the service code (IHREZ) "
+        f"warning: {files[1]}:3  0090000205  IDoc 0000000000412003: the service code (IHREZ) "
         f"SERV-PHARMACIE of the sold-to party (AG, SIRET {MINISTRY}) is not taken: the bill-to party (RE, SIRET "
         f"{HOSPITAL}) is another establishment and gives none; BuyerReference (BT-10) stays empty",
-        f"2 mapped to ubl in {out}, 0 not mapped",
+        f"2 mapped to ubl in {out}, 2 not mapped",
     ]
     ubl = (out / f"{SUPPLIER}_0090000203.xml").read_bytes()
     root = etree.fromstring(ubl)
@@ -439,34 +460,6 @@ def test_a_credit_memo_maps_through_the_cli_to_a_credit_note_the_rules_accept(tm
     assert official_en16931_fatal(ubl) == []
     assert not etree.fromstring((out / f"{SUPPLIER}_0090000205.xml").read_bytes()).xpath(
         "cbc:BuyerReference", namespaces=ns)
-
-
-def test_a_failing_stylesheet_is_one_line_naming_the_file_with_no_saxon_report(tmp_path: Path) -> None:
-    """A stylesheet that stops (xsl:message terminate) or fails (a dynamic error): the
-    file's ERR line says why in the stylesheet's words; stderr holds no Saxon report,
-    no stack, no traceback."""
-    checked = write(tmp_path, "checked.xsl", f"""<xsl:stylesheet version="3.0"
-        xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:xs="http://www.w3.org/2001/XMLSchema">
-      <xsl:import href="{mapping_path('idoc-invoic02-to-records.xsl').as_uri()}"/>
-      <xsl:template match="IDOC[E1EDK01/BSART = 'ZPRO']">
-        <xsl:message terminate="yes">IDoc <xsl:value-of select="EDI_DC40/DOCNUM"/>: pro forma, not an invoice
-        </xsl:message>
-      </xsl:template>
-      <xsl:template match="IDOC[E1EDK01/BSART = 'ZBAD']">
-        <xsl:sequence select="xs:decimal(E1EDK01/BSART)"/>
-      </xsl:template>
-    </xsl:stylesheet>""")
-    pro_forma = write(tmp_path, "pro-forma.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZPRO</BSART>")))
-    bad = write(tmp_path, "bad.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZBAD</BSART>")))
-    result = gateway("map", "--input-format", str(checked), "--out", str(tmp_path / "out"), str(pro_forma),
-                     str(bad), check=False)
-
-    assert result.returncode == 1
-    stopped, failed = result.stdout.splitlines()
-    assert stopped == (f"ERR {pro_forma}  -  the stylesheet checked.xsl stopped: IDoc 0000000000412003: "
-                       "pro forma, not an invoice")
-    assert failed.startswith(f"ERR {bad}  -  the stylesheet checked.xsl failed: ") and "ZBAD" in failed
-    assert result.stderr.splitlines() == [f"0 mapped to ubl in {tmp_path / 'out'}, 2 not mapped"]
 
 
 # -- bad input ----------------------------------------------------------------------
@@ -780,13 +773,7 @@ def test_an_idoc_channel_integrates_the_documented_idoc_in_the_sandbox(tmp_path:
     config = tmp_path / "site" / "gateway.toml"
     text = config.read_text().replace("settle_seconds = 2", "settle_seconds = 0")
     config.write_text(text.replace('input_format = "csv"', 'input_format = "idoc"') + MORE_CHANNELS)
-    (tmp_path / "site" / "checked.xsl").write_text(f"""<xsl:stylesheet version="3.0"
-        xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
-      <xsl:import href="{mapping_path('idoc-invoic02-to-records.xsl').as_uri()}"/>
-      <xsl:template match="IDOC[E1EDK01/BSART = 'ZPRO']">
-        <xsl:message terminate="yes">IDoc <xsl:value-of select="EDI_DC40/DOCNUM"/>: pro forma</xsl:message>
-      </xsl:template>
-    </xsl:stylesheet>""", encoding="utf-8")
+    (tmp_path / "site" / "checked.xsl").write_text(CHECKED_XSL, encoding="utf-8")
     env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
     inbox = tmp_path / "site" / "inbox"
     for channel in ("sap-checked", "sap-recompute", "erp-csv"):
