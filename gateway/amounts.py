@@ -67,11 +67,15 @@ def line_net_amount(line: PricedLine) -> Decimal:
     return cents(line.quantity * line.unit_price)
 
 
-def compute_totals(lines: Iterable[PricedLine]) -> Totals:
+def compute_totals(lines: Iterable[PricedLine], erp_vat: Iterable[tuple[str, Decimal, Decimal]] = ()) -> Totals:
     """VAT breakdown per (category, rate) and the document totals (BR-CO-10…16).
 
     A breakdown's exemption reason is its lines' (intake makes sure they agree).
+    ``erp_vat``: (category, rate, VAT) of breakdowns whose VAT is the ERP's rather than
+    recomputed; intake has checked that rounding per line explains the difference
+    (BR-CO-17), and the totals follow from the breakdowns (BR-CO-14, BR-CO-15).
     """
+    stated = {(category, rate.normalize()): amount for category, rate, amount in erp_vat}
     taxable: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
     reasons: dict[tuple[str, Decimal], tuple[str | None, str | None]] = {}
     net = Decimal("0.00")
@@ -82,7 +86,8 @@ def compute_totals(lines: Iterable[PricedLine]) -> Totals:
         net += amount
         reasons.setdefault(key, (line.vat_exemption_reason, line.vat_exemption_code))
     breakdown = tuple(
-        VatBreakdown(category, rate, amount, cents(amount * rate / 100), *reasons[(category, rate)])
+        VatBreakdown(category, rate, amount, stated.get((category, rate), cents(amount * rate / 100)),
+                     *reasons[(category, rate)])
         for (category, rate), amount in sorted(taxable.items(), key=lambda item: (item[0][0], item[0][1]))
     )
     vat = sum((b.tax_amount for b in breakdown), Decimal("0.00"))

@@ -19,6 +19,7 @@ from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
+from gateway.intake.records import VAT_ROUNDING_POLICIES
 from gateway.mapping.xslt import check_stylesheet
 from gateway.starter_config import STARTER_CONFIG
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
@@ -66,6 +67,9 @@ class Channel:
     settle_seconds: float = 2.0
     #: Schematron layers run on its invoices (``gateway.validation.rulesets.PROFILES``).
     validation_profile: str = DEFAULT_PROFILE
+    #: The VAT the ERP states: sent when per-line rounding explains it ("erp"), or
+    #: recomputed per rate and an invoice that differs held back ("recompute").
+    vat_rounding: str = "erp"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ class Partner:
     max_invoices_per_flow: int = 500
     max_flow_bytes: int = 1_000_000_000
     max_attempts: int = 5
-    #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote.
+    #: Write a UBL credit note (381) as an Invoice of type 381 rather than a CreditNote:
+    #: refused when read (EN 16931 BR-CL-01), kept for code that passes it on.
     credit_note_as_invoice: bool = False
     #: "tar.gz": one XML per invoice in a tar.gz lot; "xml": one invoice per flow, sent
     #: as the XML file itself.
@@ -389,6 +394,13 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
             known = ", ".join(CREDENTIALS.get(transport, ())) or "none"
             raise ConfigError(f"unknown credential for the {transport} transport (known: {known})",
                               key=credentials.key(key))
+    if section.get("credit_note_as_invoice", bool, False):
+        # Every validation profile applies EN 16931, so each credit note would be held back.
+        raise ConfigError(
+            "true is refused: EN 16931 allows type 381 only in a UBL CreditNote (BR-CL-01), which the gateway's "
+            "validation applies; remove the key (credit notes are sent as UBL CreditNote)",
+            key=section.key("credit_note_as_invoice"),
+        )
     partner = Partner(
         name=name,
         transport=transport,
@@ -401,7 +413,6 @@ def _partner(section: _Section, name: str, data: Path) -> Partner:
         max_invoices_per_flow=_positive(section, "max_invoices_per_flow", 500),
         max_flow_bytes=_positive(section, "max_flow_bytes", 1_000_000_000),
         max_attempts=_positive(section, "max_attempts", 5),
-        credit_note_as_invoice=section.get("credit_note_as_invoice", bool, False),
         **_wire_settings(section, transport),
     )
     section.done()
@@ -526,6 +537,13 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
     profile = section.get("validation_profile", str, DEFAULT_PROFILE)
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", key=section.key("validation_profile"))
+    vat_rounding = section.get("vat_rounding", str, "erp")
+    if vat_rounding not in VAT_ROUNDING_POLICIES:
+        raise ConfigError(
+            'must be "erp" (send the ERP\'s VAT when rounding line by line explains its difference, EN 16931 '
+            'BR-CO-17) or "recompute" (recompute the VAT per rate; hold back an invoice whose stated VAT differs)',
+            key=section.key("vat_rounding"),
+        )
     csv = _csv(section.table("csv"))
     section.done()
     return Channel(
@@ -538,6 +556,7 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         input_stylesheet=stylesheet,
         settle_seconds=float(settle),
         validation_profile=profile,
+        vat_rounding=vat_rounding,
     )
 
 

@@ -58,7 +58,7 @@ file_name_template = "{interface}_{partner_code}_{flow_id}.tar.gz"
 max_invoices_per_flow = 500    # Chorus Pro: at most 500 invoices per flow
 max_flow_bytes = 1000000000    # and 1 GB
 max_attempts = 5               # then the flow is failed and an alert is logged
-credit_note_as_invoice = false # UBL: a credit note (381) as Invoice/381 instead of CreditNote
+credit_note_as_invoice = false # true is refused: EN 16931 puts a credit note (381) in a CreditNote
 
 # A channel is a directory the ERP drops its exports into.
 [channels.erp]
@@ -69,6 +69,7 @@ syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO110
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
 validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
+vat_rounding = "erp"           # erp (the ERP's VAT, rounded line by line) | recompute, docs/inputs.md
 
 [channels.erp.csv]
 delimiter = ";"

@@ -152,6 +152,7 @@
     <ram:PostalTradeAddress>
       <xsl:for-each select="PostCode"><ram:PostcodeCode><xsl:value-of select="."/></ram:PostcodeCode></xsl:for-each>
       <xsl:for-each select="AddressLine1"><ram:LineOne><xsl:value-of select="."/></ram:LineOne></xsl:for-each>
+      <xsl:for-each select="AddressLine2"><ram:LineTwo><xsl:value-of select="."/></ram:LineTwo></xsl:for-each>
       <xsl:for-each select="City"><ram:CityName><xsl:value-of select="."/></ram:CityName></xsl:for-each>
       <ram:CountryID><xsl:value-of select="CountryCode"/></ram:CountryID>
     </ram:PostalTradeAddress>

@@ -3,9 +3,10 @@
   Canonical invoice (schemas/canonical-invoice.xsd) → UBL 2.1 Invoice or CreditNote,
   Chorus Pro interface FSO1100A (IN_DP_E1_UBL_INVOICE).
 
-  A credit note (type 381) is written as a UBL CreditNote (EN 16931 allows 381 only
-  there, BR-CL-01), unless the partner wants it as an Invoice of type 381
-  ($credit-note-document = 'Invoice', which Chorus Pro's own UBL profile accepts).
+  A credit note (type 381) is written as a UBL CreditNote: EN 16931 allows 381 only
+  there (BR-CL-01). $credit-note-document = 'Invoice' writes it as an Invoice of type
+  381, which Chorus Pro's older UBL profile read but EN 16931 refuses: the gateway
+  never asks for it (gateway/mapping/__init__.py says why).
 
   Element order follows the UBL 2.1 XSD sequences; an optional canonical element that
   is absent produces no UBL element. Amounts arrive computed and rounded: this
@@ -32,7 +33,7 @@
   <!-- EN 16931 core specification identifier (BT-24). -->
   <xsl:param name="customization-id" as="xs:string" select="'urn:cen.eu:en16931:2017'"/>
 
-  <!-- 'CreditNote' (EN 16931) or 'Invoice' (type 381 in an Invoice, per partner). -->
+  <!-- 'CreditNote' (EN 16931) or 'Invoice' (type 381 in an Invoice: refused by EN 16931). -->
   <xsl:param name="credit-note-document" as="xs:string" select="'CreditNote'"/>
 
   <xsl:variable name="currency" select="/Invoice/CurrencyCode"/>
@@ -48,12 +49,6 @@
   </xsl:template>
 
   <xsl:template match="Invoice">
-    <!-- A UBL CreditNote has no DueDate: its BT-9 lives in PaymentMeans, which needs a
-         payment means. Refuse rather than drop the date. -->
-    <xsl:if test="$document = 'CreditNote' and PaymentDueDate and not(PaymentInstructions)">
-      <xsl:sequence select="error(QName('urn:chorus-gateway:mapping', 'CREDIT-NOTE-DUE-DATE'),
-          'a credit note written as UBL CreditNote carries its due date (BT-9) in its payment means: give payment_means, or leave due_date empty')"/>
-    </xsl:if>
     <xsl:element name="{$document}" namespace="{$document-namespace}">
       <cbc:CustomizationID><xsl:value-of select="$customization-id"/></cbc:CustomizationID>
       <xsl:apply-templates select="BusinessProcessType"/>
@@ -82,6 +77,15 @@
         </cac:Delivery>
       </xsl:if>
       <xsl:apply-templates select="PaymentInstructions"/>
+      <!-- A UBL CreditNote has no DueDate: its BT-9 lives in PaymentMeans, and Chorus Pro
+           takes no payment means on a credit note (CHORUS-CREDIT-NOTE-PAYMENT-MEANS). SAP
+           gives every credit memo with payment terms a due date: it is kept as the
+           payment terms' text (BT-20) rather than lost or blocking the credit note. -->
+      <xsl:if test="$document = 'CreditNote' and not(PaymentInstructions)">
+        <xsl:for-each select="PaymentDueDate">
+          <cac:PaymentTerms><cbc:Note>Date d'échéance : <xsl:value-of select="."/></cbc:Note></cac:PaymentTerms>
+        </xsl:for-each>
+      </xsl:if>
       <cac:TaxTotal>
         <cbc:TaxAmount currencyID="{$currency}"><xsl:value-of select="DocumentTotals/InvoiceTotalVatAmount"/></cbc:TaxAmount>
         <xsl:apply-templates select="VatBreakdown"/>
@@ -152,6 +156,7 @@
   <xsl:template match="PostalAddress">
     <cac:PostalAddress>
       <xsl:for-each select="AddressLine1"><cbc:StreetName><xsl:value-of select="."/></cbc:StreetName></xsl:for-each>
+      <xsl:for-each select="AddressLine2"><cbc:AdditionalStreetName><xsl:value-of select="."/></cbc:AdditionalStreetName></xsl:for-each>
       <xsl:for-each select="City"><cbc:CityName><xsl:value-of select="."/></cbc:CityName></xsl:for-each>
       <xsl:for-each select="PostCode"><cbc:PostalZone><xsl:value-of select="."/></cbc:PostalZone></xsl:for-each>
       <cac:Country><cbc:IdentificationCode><xsl:value-of select="CountryCode"/></cbc:IdentificationCode></cac:Country>

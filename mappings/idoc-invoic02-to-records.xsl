@@ -32,12 +32,13 @@
     exclude-result-prefixes="#all">
 
   <xsl:output method="xml" indent="yes" encoding="UTF-8"/>
-  <!-- Segments not named below (EDI_DC40, E1EDK14, E1EDKT1…) are ignored, text included. -->
+  <!-- Segments not named below (E1EDKT1, E1EDK04…) are ignored, text included. -->
   <xsl:mode on-no-match="shallow-skip"/>
 
   <!-- The field names this version of the gateway reads, separated by spaces (given by
-       the gateway). A field missing from it (the stated totals on an older version) is
-       left out rather than refused. Empty: every field is written (running by hand). -->
+       the gateway), and "warning" if it reads warnings. A field missing from it (the
+       stated totals on an older version) is left out rather than refused. Empty: every
+       field is written (running by hand). -->
   <xsl:param name="fields" as="xs:string" select="''"/>
   <xsl:variable name="known-fields" as="xs:string*" select="tokenize($fields)"/>
 
@@ -47,6 +48,25 @@
   <xsl:variable name="vat-category-of-tax-code" as="map(xs:string, xs:string)" select="map{}"/>
   <!-- Categories for which EN 16931 wants an exemption reason: E1EDP04/KTEXT gives it. -->
   <xsl:variable name="exempt-categories" as="xs:string*" select="('E', 'AE', 'K', 'G', 'O')"/>
+
+  <!-- SAP billing type (E1EDK14 QUALF 015, VBRK-FKART) → document type (BT-3), for the
+       standard SD billing types; a billing type not in the map leaves the choice to
+       BSART. Credit side: G2 credit memo, RE credit for returns, S1 cancellation of an
+       invoice (it gives the buyer's money back). Debit side: F1/F2 invoices, L2 debit
+       memo, S2 cancellation of a credit memo (it takes a credit back). Add your own
+       (ZG2…) by importing this stylesheet and overriding the map. -->
+  <xsl:variable name="type-code-of-billing-type" as="map(xs:string, xs:string)" select="map{
+      'F1': '380', 'F2': '380', 'L2': '380', 'S2': '380',
+      'G2': '381', 'RE': '381', 'S1': '381'}"/>
+
+  <!-- E1EDK02 qualifier of the invoice a credit memo corrects (BT-25, BT-26). SAP's
+       domain EDI_QUALFR has no "original invoice" value: 011 "referenced document
+       number" carries the billing document's reference (VBRK-XBLNR), which copy control
+       or the output user exit fills with the corrected invoice; 016 "preceding
+       document" is, in SD's document flow, the credit memo request; 009 is the credit
+       memo's own number (BT-1). Read for credit notes only: on an invoice the same
+       qualifier names no preceding invoice. -->
+  <xsl:variable name="preceding-invoice-qualifier" as="xs:string" select="'011'"/>
 
   <xsl:template match="/">
     <records>
@@ -63,34 +83,63 @@
     <!-- RS invoicing party, else LF vendor; RE bill-to party, else AG sold-to party. -->
     <xsl:variable name="supplier" select="(E1EDKA1[PARVW = 'RS'], E1EDKA1[PARVW = 'LF'])[1]"/>
     <xsl:variable name="buyer" select="(E1EDKA1[PARVW = 'RE'], E1EDKA1[PARVW = 'AG'])[1]"/>
+    <xsl:variable name="sold-to" select="E1EDKA1[PARVW = 'AG'][1]"/>
+    <xsl:variable name="idoc" select="concat('IDoc ', (cg:first(EDI_DC40/DOCNUM), '(no DOCNUM)')[1])"/>
+    <!-- BT-10: the bill-to party's reference; a public buyer's service code often sits
+         on the sold-to party instead. Taken from there only when both are the same
+         establishment (same SIRET): another establishment's service would route the
+         invoice to the wrong service. -->
+    <xsl:variable name="sold-to-service" as="xs:string?"
+        select="if (empty(cg:first($buyer/IHREZ)) and exists($sold-to) and not($sold-to is $buyer))
+                then cg:first($sold-to/IHREZ) else ()"/>
+    <xsl:variable name="same-establishment" as="xs:boolean"
+        select="exists(cg:siret($buyer)) and cg:siret($buyer) = cg:siret($sold-to)"/>
+    <xsl:variable name="type-code" select="cg:invoice-type-code(.)"/>
     <invoice source="{$source}">
       <xsl:sequence select="
           cg:field('invoice_number', (E1EDK02[QUALF = '009']/BELNR, $k01/BELNR)),
           cg:field('issue_date', cg:date((E1EDK03[IDDAT = '016']/DATUM, E1EDK03[IDDAT = '026']/DATUM,
                                           E1EDK03[IDDAT = '012']/DATUM, E1EDK02[QUALF = '009']/DATUM))),
-          cg:field('type_code', cg:type-code($k01/BSART)),
+          cg:field('type_code', $type-code),
           cg:field('currency', $k01/CURCY),
           cg:field('due_date', cg:date(E1EDK03[IDDAT = '028']/DATUM)),
-          cg:field('service_code', $buyer/IHREZ),
+          cg:field('service_code', ($buyer/IHREZ, if ($same-establishment) then $sold-to-service else ())),
           cg:field('commitment_number', E1EDK02[QUALF = '001']/BELNR),
           cg:field('contract_reference', E1EDK02[QUALF = '005']/BELNR),
+          cg:preceding-invoice(., $type-code),
           cg:field('supplier_siret', $supplier/PARTN),
-          cg:field('supplier_name', $supplier/NAME1),
+          cg:field('supplier_name', cg:name($supplier)),
           cg:field('supplier_vat', $k01/EIGENUINR),
-          cg:field('supplier_street', $supplier/STRAS),
+          cg:field('supplier_street', cg:street($supplier)),
+          cg:field('supplier_address_line2', $supplier/STRS2),
           cg:field('supplier_city', $supplier/ORT01),
           cg:field('supplier_postcode', $supplier/PSTLZ),
           cg:field('supplier_country', $supplier/LAND1),
           cg:field('buyer_siret', $buyer/PARTN),
-          cg:field('buyer_name', $buyer/NAME1),
+          cg:field('buyer_name', cg:name($buyer)),
           cg:field('buyer_vat', $k01/KUNDEUINR),
-          cg:field('buyer_street', $buyer/STRAS),
+          cg:field('buyer_street', cg:street($buyer)),
+          cg:field('buyer_address_line2', $buyer/STRS2),
           cg:field('buyer_city', $buyer/ORT01),
           cg:field('buyer_postcode', $buyer/PSTLZ),
           cg:field('buyer_country', $buyer/LAND1),
           cg:field('total_without_vat', cg:number(E1EDS01[SUMID = '010']/SUMME)),
           cg:field('total_vat', cg:number(E1EDS01[SUMID = '005']/SUMME)),
           cg:field('total_with_vat', cg:number(E1EDS01[SUMID = '011']/SUMME))"/>
+      <xsl:if test="exists($sold-to-service) and not($same-establishment)">
+        <xsl:sequence select="cg:warning(concat($idoc, ': the service code (IHREZ) ', $sold-to-service,
+            ' of the sold-to party (AG, SIRET ', (cg:siret($sold-to), 'none')[1],
+            ') is not taken: the bill-to party (RE, SIRET ', (cg:siret($buyer), 'none')[1],
+            ') is another establishment and gives none; BuyerReference (BT-10) stays empty'))"/>
+      </xsl:if>
+      <xsl:variable name="by-billing-type" select="cg:billing-type-code(.)"/>
+      <xsl:variable name="by-bsart" select="cg:type-code($k01/BSART)"/>
+      <xsl:if test="exists($by-billing-type) and exists($by-bsart) and $by-bsart = ('380', '381')
+                    and $by-billing-type ne $by-bsart">
+        <xsl:sequence select="cg:warning(concat($idoc, ': billing type ', cg:first(E1EDK14[QUALF = '015']/ORGID),
+            ' says ', $by-billing-type, ' and BSART ', cg:first($k01/BSART), ' says ', $by-bsart,
+            ': taken as ', $by-billing-type, ', the billing type'))"/>
+      </xsl:if>
       <xsl:apply-templates select="E1EDP01">
         <xsl:with-param name="invoice-source" select="$source"/>
       </xsl:apply-templates>
@@ -111,7 +160,8 @@
           cg:field('unit_price', cg:unit-price(.)),
           cg:field('vat_category', $category),
           cg:field('vat_rate', $rate),
-          cg:field('vat_exemption_reason', if ($category = $exempt-categories) then $tax/KTEXT else ())"/>
+          cg:field('vat_exemption_reason', if ($category = $exempt-categories) then $tax/KTEXT else ()),
+          cg:field('vat_amount', cg:number($tax/MWSBT))"/>
     </line>
   </xsl:template>
 
@@ -127,6 +177,41 @@
         <xsl:value-of select="$value"/>
       </xsl:element>
     </xsl:if>
+  </xsl:function>
+
+  <!-- A warning for the operator, when the gateway reads warnings. -->
+  <xsl:function name="cg:warning" as="element()?">
+    <xsl:param name="text" as="xs:string"/>
+    <xsl:if test="empty($known-fields) or 'warning' = $known-fields">
+      <xsl:element name="warning" namespace="urn:chorus-gateway:export-records:1">
+        <xsl:value-of select="$text"/>
+      </xsl:element>
+    </xsl:if>
+  </xsl:function>
+
+  <!-- A party's name as SAP splits it over NAME1..NAME4 (35 characters each): a public
+       body's legal name often needs two or three of them. -->
+  <xsl:function name="cg:name" as="xs:string?">
+    <xsl:param name="party" as="element()?"/>
+    <xsl:variable name="parts" select="($party/NAME1, $party/NAME2, $party/NAME3, $party/NAME4)
+                                       ! normalize-space(.)[. ne '']"/>
+    <xsl:sequence select="if (exists($parts)) then string-join($parts, ' ') else ()"/>
+  </xsl:function>
+
+  <!-- The street line as a French address writes it: the house number (HAUSN) before
+       the street (STRAS), unless STRAS already holds it. -->
+  <xsl:function name="cg:street" as="xs:string?">
+    <xsl:param name="party" as="element()?"/>
+    <xsl:variable name="street" select="cg:first($party/STRAS)"/>
+    <xsl:variable name="number" select="cg:first($party/HAUSN)"/>
+    <xsl:sequence select="if (exists($street) and exists($number) and not($number = tokenize($street, '[\s,]+')))
+                          then concat($number, ' ', $street) else $street"/>
+  </xsl:function>
+
+  <!-- A party's PARTN without spaces, to compare two establishments. -->
+  <xsl:function name="cg:siret" as="xs:string?">
+    <xsl:param name="party" as="element()?"/>
+    <xsl:sequence select="cg:first($party/PARTN) ! replace(., '\s', '')"/>
   </xsl:function>
 
   <xsl:function name="cg:first" as="xs:string?">
@@ -184,6 +269,31 @@
         if (exists($code) and map:contains($vat-category-of-tax-code, $code)) then $vat-category-of-tax-code($code)
         else if (cg:decimal($rate) and xs:decimal($rate) gt 0) then 'S'
         else $code"/>
+  </xsl:function>
+
+  <!-- BT-3: the billing type when the map knows it, else BSART. -->
+  <xsl:function name="cg:invoice-type-code" as="xs:string?">
+    <xsl:param name="idoc" as="element()"/>
+    <xsl:sequence select="(cg:billing-type-code($idoc), cg:type-code($idoc/E1EDK01[1]/BSART))[1]"/>
+  </xsl:function>
+
+  <xsl:function name="cg:billing-type-code" as="xs:string?">
+    <xsl:param name="idoc" as="element()"/>
+    <xsl:variable name="billing-type" select="cg:first($idoc/E1EDK14[QUALF = '015']/ORGID)"/>
+    <xsl:sequence select="if (exists($billing-type) and map:contains($type-code-of-billing-type, $billing-type))
+                          then $type-code-of-billing-type($billing-type) else ()"/>
+  </xsl:function>
+
+  <!-- BT-25/BT-26 of a credit note, unless the segment names the credit memo itself. -->
+  <xsl:function name="cg:preceding-invoice" as="element()*">
+    <xsl:param name="idoc" as="element()"/>
+    <xsl:param name="type-code" as="xs:string?"/>
+    <xsl:variable name="reference" select="$idoc/E1EDK02[QUALF = $preceding-invoice-qualifier]
+        [cg:first(BELNR) ne cg:first(($idoc/E1EDK02[QUALF = '009']/BELNR, $idoc/E1EDK01/BELNR))][1]"/>
+    <xsl:if test="$type-code = '381'">
+      <xsl:sequence select="cg:field('preceding_invoice', $reference/BELNR),
+                            cg:field('preceding_invoice_date', cg:date($reference/DATUM))"/>
+    </xsl:if>
   </xsl:function>
 
   <!-- E1EDK01/BSART: INVO invoice, CRME credit memo; any other value is passed on and

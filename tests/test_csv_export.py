@@ -410,6 +410,84 @@ def test_an_erp_total_that_differs_names_both_values(tmp_path: Path) -> None:
     assert isinstance(invoice, ExportedInvoice)
 
 
+#: Two lines at 20 % whose VAT the ERP computed line by line: 249.48 → 49.90 and
+#: 75.48 → 15.10, 65.00, where the rate gives 324.96 × 20 % = 64.992 → 64.99.
+ROUNDED = {"total_without_vat": "324.96", "total_vat": "65.00", "total_with_vat": "389.96"}
+ROUNDED_LINES = ({"line_id": "1", "quantity": "2", "unit_price": "124.74"},
+                 {"line_id": "2", "quantity": "4", "unit_price": "18.87"})
+
+
+def rounded_csv(path: Path, totals: dict[str, str], *lines: dict[str, str]) -> Path:
+    columns = (*COLUMNS, "vat_amount") if any("vat_amount" in values for values in lines) else COLUMNS
+    rows = [";".join({**dict(zip(COLUMNS, row("F-1").split(";"), strict=True)), **totals, **values}.get(c, "")
+                     for c in columns) for values in lines]
+    path.write_text(csv_text(*rows, header=";".join(columns)), encoding="utf-8")
+    return path
+
+
+def test_stated_vat_rounded_line_by_line_is_sent_as_the_erp_states_it(tmp_path: Path) -> None:
+    """vat_rounding = "erp" (the default): the ERP's 65.00 is the VAT sent, and the UBL
+    passes the gateway's layers and the official EN 16931 rules (BR-CO-17 tolerates a
+    breakdown's VAT off by rounding; BR-CO-14/15 then hold on the ERP's amounts)."""
+    from test_xml_inputs import gateway_accepts, official_en16931_fatal
+
+    from gateway.mapping import map_invoice
+
+    export = rounded_csv(tmp_path / "export.csv", ROUNDED, *ROUNDED_LINES)
+    [invoice] = read_all(export)
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert invoice.erp_vat == (("S", Decimal("20"), Decimal("65.00")),)
+    ubl = map_invoice(invoice)
+    assert b">65.00</cbc:TaxAmount>" in ubl and b">64.99<" not in ubl and b">389.96</cbc:PayableAmount>" in ubl
+    assert gateway_accepts(ubl)
+    assert official_en16931_fatal(ubl) == []
+
+    # "recompute" keeps the VAT recomputed per rate, and so holds the invoice back.
+    [held] = list(read_csv_export(export, CsvOptions(), vat_rounding="recompute"))
+    assert isinstance(held, RejectedRecord)
+    assert where(held) == [(2, "total_vat"), (2, "total_with_vat")]
+    assert held.errors[0].message == ("export.csv, line 2, field 'total_vat': the ERP's total 65.00 differs from the "
+                                      "computed 64.99 (lines rounded to the cent, EN 16931 BR-CO-14)")
+
+
+@pytest.mark.parametrize(
+    ("totals", "lines", "expected", "rule"),
+    [
+        pytest.param({**ROUNDED, "total_vat": "65.03", "total_with_vat": "389.99"}, ROUNDED_LINES,
+                     [(2, "total_vat")], "more than rounding its 2 line(s) one by one explains (0.02) "
+                     "(EN 16931 BR-CO-17)", id="beyond rounding"),
+        pytest.param({**ROUNDED, "total_with_vat": "389.95"}, ROUNDED_LINES, [(2, "total_with_vat")],
+                     "the ERP's total 389.95 differs from the computed 389.96 (the VAT of its rates as sent, "
+                     "EN 16931 BR-CO-15)", id="total with VAT not the sum"),
+        pytest.param(ROUNDED, (ROUNDED_LINES[0], {**ROUNDED_LINES[1], "vat_rate": "10"}), [(2, "total_vat")],
+                     "with 2 VAT rates the VAT of each rate is needed to send the ERP's: give vat_amount on each "
+                     "line (EN 16931 BR-CO-14)", id="two rates, a total only"),
+        pytest.param(ROUNDED, ({**ROUNDED_LINES[0], "vat_amount": "49.90"}, ROUNDED_LINES[1]), [(3, "vat_amount")],
+                     "give vat_amount on every line of the invoice, or on none", id="vat_amount on some lines"),
+    ],
+)
+def test_stated_vat_beyond_what_rounding_explains_is_held_back_naming_the_rule(
+    tmp_path: Path, totals: dict[str, str], lines: tuple[dict[str, str], ...], expected: list[tuple[int, str]],
+    rule: str,
+) -> None:
+    [held] = read_all(rounded_csv(tmp_path / "export.csv", totals, *lines))
+    assert isinstance(held, RejectedRecord)
+    assert where(held) == expected
+    assert held.errors[0].message.endswith(rule), held.errors[0].message
+
+
+def test_the_vat_of_each_rate_from_the_lines_vat_amount(tmp_path: Path) -> None:
+    """Two rates: each rate's VAT is the sum of its lines' vat_amount, checked on its own."""
+    lines = ({**ROUNDED_LINES[0], "vat_amount": "49.90"}, {**ROUNDED_LINES[0], "line_id": "2", "vat_amount": "49.90"},
+             {**ROUNDED_LINES[1], "line_id": "3", "vat_rate": "5.5", "vat_amount": "4.15"})
+    # 20 %: 498.96 × 0.2 = 99.792 → 99.79, the ERP 99.80; 5.5 %: 75.48 × 0.055 = 4.1514 → 4.15.
+    totals = {"total_without_vat": "574.44", "total_vat": "103.95", "total_with_vat": "678.39"}
+    [invoice] = read_all(rounded_csv(tmp_path / "export.csv", totals, *lines))
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert invoice.erp_vat == (("S", Decimal("20"), Decimal("99.80")),)
+    assert compute_totals(invoice.lines, invoice.erp_vat).total_with_vat == Decimal("678.39")
+
+
 def test_attachments_are_read_from_the_attachments_directory_beside_the_export(tmp_path: Path) -> None:
     (tmp_path / "attachments").mkdir()
     (tmp_path / "attachments" / "F-1.pdf").write_bytes(b"%PDF-1.7 facture")

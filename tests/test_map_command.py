@@ -106,7 +106,7 @@ def test_json_lines_say_the_same_as_the_text(tmp_path: Path, sample: SampleExpor
     assert len(objects) == len(text_lines)
     rows = _rows_by_invoice(sample.path)
     for obj, text in zip(objects, text_lines, strict=True):
-        assert set(obj) == {"source", "line", "invoice_number", "status", "output", "errors"}
+        assert set(obj) == {"source", "line", "invoice_number", "status", "output", "errors", "warnings"}
         assert text.startswith(f"{'OK ' if obj['status'] == 'mapped' else 'ERR'} {obj['source']}:{obj['line']}  "
                                f"{obj['invoice_number']}  ")
         if obj["status"] == "mapped":
@@ -268,22 +268,27 @@ def test_bad_options_are_usage_errors(tmp_path: Path, sample: SampleExport, opti
     assert message in stderr
 
 
-def test_credit_note_as_invoice(tmp_path: Path) -> None:
+def test_credit_note_as_invoice_is_refused_for_credit_notes_naming_the_rule(tmp_path: Path) -> None:
+    """EN 16931 (BR-CL-01) refuses a credit note written as an Invoice of type 381: the
+    flag refuses each credit note with that reason; invoices map as without it."""
     manifest = write_sample_export(tmp_path / "export.csv", 2, with_errors=False)
     text = manifest.path.read_text(encoding="utf-8")
     manifest.path.write_text(text.replace("F-2026-000001;2026-11-02;380;", "F-2026-000001;2026-11-02;381;"),
                              encoding="utf-8")
     credit_note = "40483304800022_F-2026-000001.xml"
 
-    for flag, root in (("", "CreditNote"), ("--credit-note-as-invoice", "Invoice")):
-        out = tmp_path / (flag or "default")
-        code, _, stderr = _map(tmp_path, str(manifest.path), "--out", str(out), *([flag] if flag else []))
-        assert code == 0, stderr
-        _schema_valid(out / credit_note, root)
-        type_code = etree.parse(str(out / credit_note)).xpath("/*/*[local-name() = $name]/text()",
-                                                               name=f"{root}TypeCode")
-        assert type_code == ["381"]
-        _schema_valid(out / "40483304800022_F-2026-000002.xml", "Invoice")
+    code, _, stderr = _map(tmp_path, str(manifest.path), "--out", str(tmp_path / "default"))
+    assert code == 0, stderr
+    _schema_valid(tmp_path / "default" / credit_note, "CreditNote")
+
+    out = tmp_path / "as-invoice"
+    code, lines, stderr = _map(tmp_path, str(manifest.path), "--out", str(out), "--credit-note-as-invoice")
+    assert code == 1
+    assert lines[0].startswith("ERR ") and "F-2026-000001" in lines[0] and "BR-CL-01" in lines[0]
+    assert lines[1].startswith("OK ")
+    assert [p.name for p in out.iterdir()] == ["40483304800022_F-2026-000002.xml"]
+    _schema_valid(out / "40483304800022_F-2026-000002.xml", "Invoice")
+    assert "Traceback" not in stderr
 
 
 def test_out_must_be_new_or_empty(tmp_path: Path, sample: SampleExport) -> None:

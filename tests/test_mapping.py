@@ -27,14 +27,17 @@ import facturx
 import pytest
 from lxml import etree
 
+from gateway.config import STARTER_CONFIG, load_config
 from gateway.intake.csv_export import ALL_FIELDS, CsvOptions, ExportedInvoice, InvoiceLine, Party, read_csv_export
 from gateway.intake.sample import SUPPLIER_IBAN, SUPPLIER_SIRET, SUPPLIER_VAT, write_sample_export
-from gateway.errors import MappingError
+from gateway.errors import ConfigError, MappingError
 from gateway.mapping import compute_totals, map_invoice, to_canonical
 from gateway.mapping.canonical import NAMESPACE
-from gateway.mapping.xslt import _LOCK, _processor
-from gateway.resources import schema_path
+from gateway.mapping.xslt import _LOCK, _processor, transform
+from gateway.resources import mapping_path, schema_path
 from gateway.validation import is_valid, validate_invoice
+from gateway.validation.findings import Severity
+from gateway.validation.invoice import validate_document
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -59,8 +62,8 @@ TIMESHEET = b"date;hours\n2026-10-01;7.5\n"
 EN16931_TERMS = {
     "BT-1", "BT-2", "BT-3", "BT-5", "BT-9", "BT-10", "BT-12", "BT-13", "BT-23",
     "BG-3", "BT-25", "BT-26", "BG-24", "BT-122", "BT-123", "BT-125",
-    "BG-4", "BT-27", "BT-30", "BT-31", "BG-5", "BT-35", "BT-37", "BT-38", "BT-40",
-    "BG-7", "BT-44", "BT-47", "BT-48", "BG-8", "BT-50", "BT-52", "BT-53", "BT-55", "BT-72", "BT-80",
+    "BG-4", "BT-27", "BT-30", "BT-31", "BG-5", "BT-35", "BT-36", "BT-37", "BT-38", "BT-40",
+    "BG-7", "BT-44", "BT-47", "BT-48", "BG-8", "BT-50", "BT-51", "BT-52", "BT-53", "BT-55", "BT-72", "BT-80",
     "BG-16", "BT-81", "BT-84",
     "BG-22", "BT-106", "BT-109", "BT-110", "BT-112", "BT-115",
     "BG-23", "BT-116", "BT-117", "BT-118", "BT-119", "BT-120", "BT-121",
@@ -146,10 +149,12 @@ EDGE_ROWS: tuple[dict[str, str], ...] = tuple(
                 "commitment_number": "EJ2026000042",
                 "cadre": "A9",
                 "supplier_street": "12 rue de l'Exemple",
+                "supplier_address_line2": "Bâtiment B",
                 "supplier_city": "Lyon",
                 "supplier_postcode": "69002",
                 "supplier_country": "FR",
                 "buyer_street": "Place de la Mairie",
+                "buyer_address_line2": "Service des finances",
                 "buyer_city": "Paris",
                 "buyer_postcode": "75004",
                 "buyer_country": "FR",
@@ -681,7 +686,7 @@ def test_a_credit_note_is_a_ubl_credit_note_that_passes_en16931(
     """381 → CreditNote (EN 16931 allows 381 only there, BR-CL-01), and it reads back whole.
 
     Chorus Pro takes no payment means on a credit note (DOMAIN.md §3), hence none here
-    and, as UBL has BT-9 only inside the payment means, no due date either."""
+    and, as UBL has BT-9 only inside the payment means, no due date either (see below)."""
     with_payment = replace(full_invoice, type_code="381")
     assert {f.rule_id for f in validate_invoice(map_invoice(with_payment))} == {"CHORUS-CREDIT-NOTE-PAYMENT-MEANS"}
     credit_note = replace(with_payment, payment_means=None, iban=None, due_date=None)
@@ -692,22 +697,53 @@ def test_a_credit_note_is_a_ubl_credit_note_that_passes_en16931(
     assert ubl_view(ubl) == expected_view(credit_note)
 
 
-def test_a_partner_may_take_credit_notes_as_invoices_of_type_381(full_invoice: ExportedInvoice) -> None:
-    """Chorus Pro's UBL profile reads a credit note as Invoice/381 (DOMAIN.md §1): XSD-valid,
-    same business terms; EN 16931 itself refuses it (BR-CL-01), hence a per-partner choice."""
+def test_a_credit_note_is_never_written_as_an_invoice_of_type_381(
+    tmp_path: Path, full_invoice: ExportedInvoice, en16931: Callable[[bytes], list[FailedAssert]]
+) -> None:
+    """Chorus Pro's older UBL profile read a credit note as Invoice/381, but the official
+    EN 16931 rules refuse it (BR-CL-01), and every validation profile of the gateway
+    applies them: the option is refused, for the mapping and for a partner's setting."""
     credit_note = replace(full_invoice, type_code="381", payment_means=None, iban=None, due_date=None)
-    ubl = map_invoice(credit_note, credit_note_as_invoice=True)
-    assert etree.QName(etree.fromstring(ubl)).localname == "Invoice"
-    assert is_valid(validate_invoice(ubl))
-    assert ubl_view(ubl) == expected_view(credit_note)
+    with pytest.raises(MappingError, match=r"BR-CL-01.*leave out --credit-note-as-invoice"):
+        map_invoice(credit_note, credit_note_as_invoice=True)
+    # An ordinary invoice is not concerned by the option.
+    assert map_invoice(full_invoice, credit_note_as_invoice=True) == map_invoice(full_invoice)
+
+    # The reason is true: the gateway's own layers, run as `gateway validate` runs them,
+    # refuse the stylesheet's Invoice/381 on BR-CL-01 alone.
+    as_invoice = transform(mapping_path("canonical-to-ubl.xsl"), to_canonical(credit_note),
+                           {"credit-note-document": "Invoice"})
+    assert etree.QName(etree.fromstring(as_invoice)).localname == "Invoice"
+    findings = validate_document(as_invoice).findings
+    assert [(f.layer, f.rule_id) for f in findings if f.severity is Severity.FATAL] == [("en16931", "BR-CL-01")]
+    assert fatal_ids(en16931(as_invoice)) == ["BR-CL-01"]
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(STARTER_CONFIG.replace("credit_note_as_invoice = false", "credit_note_as_invoice = true"),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match="BR-CL-01") as raised:
+        load_config(config, env={})
+    assert raised.value.key == "partners.sandbox.credit_note_as_invoice"
 
 
-def test_a_credit_note_with_a_due_date_but_no_payment_means_is_refused(full_invoice: ExportedInvoice) -> None:
-    """A UBL CreditNote has BT-9 only inside its payment means: refusing beats dropping it."""
+def test_a_credit_note_keeps_its_due_date_as_payment_terms(
+    full_invoice: ExportedInvoice, en16931: Callable[[bytes], list[FailedAssert]]
+) -> None:
+    """SAP gives every credit memo with payment terms a due date. A UBL CreditNote has
+    BT-9 only inside a payment means, which Chorus Pro refuses on a credit note: the
+    date becomes the payment terms' text (BT-20), and the credit note passes."""
     credit_note = replace(full_invoice, type_code="381", payment_means=None, iban=None)
-    with pytest.raises(MappingError, match="due date"):
-        map_invoice(credit_note)
-    assert is_valid(validate_invoice(map_invoice(replace(credit_note, due_date=None))))
+    ubl = map_invoice(credit_note)
+    root = etree.fromstring(ubl)
+    assert root.xpath("cac:PaymentTerms/cbc:Note/text()", namespaces=UBL) == ["Date d'échéance : 2026-11-14"]
+    assert root.xpath("cac:PaymentMeans", namespaces=UBL) == []
+    assert is_valid(validate_invoice(ubl))
+    assert fatal_ids(en16931(ubl)) == []
+    assert ubl_view(ubl) == {**expected_view(credit_note), "due_date": None}
+    # With a payment means, BT-9 has its place, and the Chorus Pro rule names the means.
+    with_means = map_invoice(replace(credit_note, payment_means="30", iban=full_invoice.iban))
+    assert etree.fromstring(with_means).xpath("cac:PaymentTerms", namespaces=UBL) == []
+    assert {f.rule_id for f in validate_invoice(with_means)} == {"CHORUS-CREDIT-NOTE-PAYMENT-MEANS"}
 
 
 @pytest.mark.parametrize(

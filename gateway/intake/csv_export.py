@@ -118,7 +118,7 @@ class _Group:
 
 
 def read_csv_export(
-    path: Path, options: CsvOptions, attachment_dir: Path | None = None
+    path: Path, options: CsvOptions, attachment_dir: Path | None = None, vat_rounding: str = "erp"
 ) -> Iterator[ExportedInvoice | RejectedRecord]:
     """Yield the invoices of one export in file order.
 
@@ -132,6 +132,7 @@ def read_csv_export(
         decimal=options.decimal,
         date_format=options.date_format,
         attachment_dir=attachment_dir or default_attachment_dir(path),
+        vat_rounding=vat_rounding,
     )
     with path.open("rb") as handle:
         lines = _Lines(handle, path.name, options.encoding)

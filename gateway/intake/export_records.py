@@ -9,7 +9,8 @@ its invoices are judged by ``records.assemble`` exactly like CSV or JSON Lines o
         <line source="/INVOIC02/IDOC[1]/E1EDP01[1]"> (one per invoice line)
           <item_name>Ouvrages de référence</item_name>
         </line>
-      </invoice>
+        <warning>IHREZ not taken: …</warning>        (any number: the invoice is
+      </invoice>                                      taken, the operator told)
     </records>
 
 Field elements are named after the fields of ``records.HEADER_FIELDS`` and
@@ -37,6 +38,7 @@ NAMESPACE = "urn:chorus-gateway:export-records:1"
 _RECORDS = f"{{{NAMESPACE}}}records"
 _INVOICE = f"{{{NAMESPACE}}}invoice"
 _LINE = f"{{{NAMESPACE}}}line"
+_WARNING = f"{{{NAMESPACE}}}warning"
 _FIELDS_DOC = "the fields are listed in docs/inputs.md"
 #: Makes the file-level error for output that is not export records.
 _Garbage = Callable[[str], InputError]
@@ -70,6 +72,8 @@ class RecordInvoice:
     rows: tuple[records.SourceRow, ...]
     #: Problems of this invoice's elements (unknown or misplaced fields…).
     errors: tuple[InputError, ...]
+    #: What the stylesheet wants the operator to know (``<warning>``), the invoice taken.
+    warnings: tuple[str, ...] = ()
 
 
 def parse_path(path: str) -> tuple[Step, ...] | None:
@@ -135,7 +139,15 @@ def _invoice(element: etree._Element, source: str, file: str, garbage: _Garbage)
     _no_text(element, garbage)
     header: dict[str, str] = {}
     lines: list[tuple[str, dict[str, str]]] = []
+    warnings: list[str] = []
     for child in _elements(element):
+        if child.tag == _WARNING:
+            if len(child):
+                errors.append(InputError("a warning holds text only, not elements", file=file, field="warning",
+                                         xpath=location))
+            elif " ".join((child.text or "").split()):
+                warnings.append(" ".join((child.text or "").split()))
+            continue
         if child.tag != _LINE:
             problem = _field(child, header, records.HEADER_FIELDS, records.LINE_FIELDS)
             if problem:
@@ -153,7 +165,7 @@ def _invoice(element: etree._Element, source: str, file: str, garbage: _Garbage)
     if not lines:
         errors.append(InputError("an invoice needs at least one <line>", file=file, field="line", xpath=location))
     rows = tuple(records.SourceRow(0, {**header, **values}, "", line_location) for line_location, values in lines)
-    return RecordInvoice(source, location, header, rows, tuple(errors))
+    return RecordInvoice(source, location, header, rows, tuple(errors), tuple(warnings))
 
 
 def _field(

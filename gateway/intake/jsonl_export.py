@@ -28,10 +28,12 @@ from gateway.intake.records import (
     assemble,
 )
 
-def read_jsonl_export(path: Path, attachment_dir: Path | None = None) -> Iterator[ExportedInvoice | RejectedRecord]:
+def read_jsonl_export(
+    path: Path, attachment_dir: Path | None = None, vat_rounding: str = "erp"
+) -> Iterator[ExportedInvoice | RejectedRecord]:
     """Yield the invoice of each non-blank line, in file order."""
     options = ReadOptions(decimal=".", date_format="%Y-%m-%d",
-                          attachment_dir=attachment_dir or default_attachment_dir(path))
+                          attachment_dir=attachment_dir or default_attachment_dir(path), vat_rounding=vat_rounding)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():

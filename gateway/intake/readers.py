@@ -48,23 +48,25 @@ def read_export(
     stylesheet: Path | None = None,
     *,
     attachment_dir: Path | None = None,
+    vat_rounding: str = "erp",
 ) -> Iterator[ExportedInvoice | RejectedRecord]:
     """The invoices of one export file, in file order (see docs/inputs.md).
 
     ``stylesheet``: the channel's own, for ``xslt``. ``attachment_dir``: where the
     files named by ``invoice_pdf`` and ``attachments`` are; by default
-    ``attachments/`` beside the export.
+    ``attachments/`` beside the export. ``vat_rounding``: the channel's policy for the
+    VAT the ERP states (``records.VAT_ROUNDING_POLICIES``).
     """
     if input_format == "csv":
-        return read_csv_export(path, csv_options or CsvOptions(), attachment_dir)
+        return read_csv_export(path, csv_options or CsvOptions(), attachment_dir, vat_rounding)
     if input_format == "jsonl":
-        return read_jsonl_export(path, attachment_dir)
+        return read_jsonl_export(path, attachment_dir, vat_rounding)
     if input_format == "idoc":
-        return read_xml_export(path, mapping_path(IDOC_STYLESHEET), attachment_dir)
+        return read_xml_export(path, mapping_path(IDOC_STYLESHEET), attachment_dir, vat_rounding)
     if input_format == "xslt":
         if stylesheet is None:
             raise ValueError("the input format xslt needs a stylesheet")
-        return read_xml_export(path, stylesheet, attachment_dir)
+        return read_xml_export(path, stylesheet, attachment_dir, vat_rounding)
     raise ValueError(f"unknown input format {input_format!r}; known: {', '.join(INPUT_FORMATS)}")
 
 

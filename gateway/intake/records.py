@@ -16,7 +16,7 @@ from pathlib import Path
 
 import iso4217
 
-from gateway.amounts import compute_totals
+from gateway.amounts import Totals, compute_totals
 from gateway.errors import InputError
 from gateway.intake.attachments import (
     ATTACHMENT_SEPARATOR,
@@ -40,6 +40,7 @@ HEADER_FIELDS = (
     "supplier_name",  # BT-27
     "supplier_vat",  # BT-31
     "supplier_street",  # BT-35
+    "supplier_address_line2",  # BT-36
     "supplier_city",  # BT-37
     "supplier_postcode",  # BT-38
     "supplier_country",  # BT-40
@@ -47,6 +48,7 @@ HEADER_FIELDS = (
     "buyer_name",  # BT-44
     "buyer_vat",  # BT-48
     "buyer_street",  # BT-50
+    "buyer_address_line2",  # BT-51
     "buyer_city",  # BT-52
     "buyer_postcode",  # BT-53
     "buyer_country",  # BT-55
@@ -59,7 +61,7 @@ HEADER_FIELDS = (
     "invoice_pdf",  # BG-24: the ERP's PDF of this invoice (a file name)
     "attachments",  # BG-24: supporting documents, file names separated by "|"
     "total_without_vat",  # BT-109 as the ERP computed it, checked to the cent
-    "total_vat",  # BT-110, likewise
+    "total_vat",  # BT-110: checked to the cent, or within per-line rounding (vat_rounding)
     "total_with_vat",  # BT-112, likewise
 )
 #: Fields of one invoice line.
@@ -73,6 +75,7 @@ LINE_FIELDS = (
     "vat_rate",  # BT-152
     "vat_exemption_reason",  # BT-120, for categories E, AE, K, G, O
     "vat_exemption_code",  # BT-121 (VATEX list), likewise
+    "vat_amount",  # the ERP's VAT of the line: its lines' sum is the ERP's BT-117 (vat_rounding)
 )
 ALL_FIELDS = HEADER_FIELDS + LINE_FIELDS
 #: Fields without which no invoice can be built (a CSV header must name them all).
@@ -145,6 +148,17 @@ _PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 _CADRE = re.compile(r"^A([1-9]|10|1[2-9]|2[0-5])$")
 #: UNTDID 4461 payment means codes are numbers of one or two digits (ZZZ: mutually defined).
 _PAYMENT_MEANS = re.compile(r"^([0-9]{1,2}|ZZZ)$")
+#: How a channel treats the VAT the ERP states (``[channels.X] vat_rounding``): "erp"
+#: sends the ERP's VAT per rate when per-line rounding explains its difference from
+#: the VAT recomputed per rate (BR-CO-17 tolerates it); "recompute" sends the recomputed
+#: VAT and holds back an invoice whose stated VAT differs by a cent.
+VAT_ROUNDING_POLICIES = ("erp", "recompute")
+#: Per-line rounding moves a rate's VAT by at most half a cent per line (and the
+#: recomputation by half a cent more): a cent per line of the breakdown covers it.
+_ROUNDING_PER_LINE = Decimal("0.01")
+#: BR-CO-17 as the official EN 16931 Schematron tests it: the VAT of a breakdown within
+#: less than one unit of the currency of the recomputed one (UBL: strictly less).
+_BR_CO_17_LIMIT = Decimal("0.99")
 #: Categories whose VAT breakdown must say why no VAT is due (EN 16931 BR-E-10,
 #: BR-AE-10, BR-IC-10, BR-G-10, BR-O-10); the others must not (BR-S-10, BR-Z-10…).
 EXEMPT_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
@@ -159,6 +173,8 @@ class ReadOptions:
     #: Where the files named by ``invoice_pdf`` and ``attachments`` are read from;
     #: None refuses any attachment (nothing says where to find it).
     attachment_dir: Path | None = None
+    #: One of ``VAT_ROUNDING_POLICIES``.
+    vat_rounding: str = "erp"
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,8 @@ class InvoiceLine:
     source_line: int
     vat_exemption_reason: str | None = None
     vat_exemption_code: str | None = None
+    #: The ERP's VAT of this line, when it states it (``vat_amount``).
+    vat_amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,7 @@ class Party:
     city: str | None = None
     postcode: str | None = None
     vat_id: str | None = None
+    address_line2: str | None = None  # BT-36 / BT-51
 
 
 @dataclass(frozen=True)
@@ -214,6 +233,12 @@ class ExportedInvoice:
     attachments: tuple[Attachment, ...] = ()
     delivery_date: date | None = None
     deliver_to_country: str | None = None
+    #: VAT per breakdown (category, rate, amount) as the ERP stated it, where it differs
+    #: from the recomputed one by per-line rounding only (``vat_rounding = "erp"``);
+    #: the other breakdowns are recomputed.
+    erp_vat: tuple[tuple[str, Decimal, Decimal], ...] = ()
+    #: What the operator should know although the invoice was taken (a value not used…).
+    warnings: tuple[str, ...] = ()
 
     @property
     def supplier_siret(self) -> str:
@@ -364,9 +389,10 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
         if deliver_to is None:
             check.fail("VAT category K (intra-community supply) needs the deliver-to country (BR-IC-12)",
                        first, "deliver_to_country")
+    erp_vat: tuple[tuple[str, Decimal, Decimal], ...] = ()
     if None not in lines:
         _check_exemption_reasons(check, rows, lines)
-        _check_stated_totals(check, first, [line for line in lines if line is not None])
+        erp_vat = _check_stated_totals(check, rows, [line for line in lines if line is not None])
     rejected = check.errors or None in lines
     if rejected or number is None or supplier is None or buyer is None or issue_date is None:
         return RejectedRecord(
@@ -400,6 +426,7 @@ def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptio
         attachments=attachments,
         delivery_date=delivery_date,
         deliver_to_country=deliver_to,
+        erp_vat=erp_vat,
     )
 
 
@@ -476,19 +503,99 @@ def _where(row: SourceRow) -> str:
     return row.xpath or f"line {row.line}"
 
 
-def _check_stated_totals(check: _Collector, row: SourceRow, lines: list[InvoiceLine]) -> None:
-    """The ERP's own totals, when it gives them, must be those EN 16931 computes."""
+def _check_stated_totals(
+    check: _Collector, rows: list[SourceRow], lines: list[InvoiceLine]
+) -> tuple[tuple[str, Decimal, Decimal], ...]:
+    """The ERP's own totals, when it gives them, checked against those EN 16931
+    computes; returns the ERP's VAT per breakdown that is to be sent instead of the
+    recomputed one (channel policy ``vat_rounding``).
+
+    Amounts without VAT are exact (BR-CO-13). The VAT of a breakdown may differ by
+    per-line rounding only (BR-CO-17); the total VAT is then the sum of the breakdowns
+    sent (BR-CO-14), and the total with VAT the sum of both totals (BR-CO-15).
+    """
+    first = rows[0]
     totals = compute_totals(lines)
-    computed = {
+    stated = {name: check.number(first, name, name, required=False)
+              for name in ("total_without_vat", "total_vat", "total_with_vat")}
+    erp: dict[tuple[str, Decimal], Decimal] = {}
+    errors_before = len(check.errors)
+    if check.options.vat_rounding == "erp":
+        erp = _erp_vat(check, rows, lines, stated["total_vat"], totals)
+    vat = sum((erp.get((b.category, b.rate), b.tax_amount) for b in totals.breakdown), Decimal("0.00"))
+    expected = {
         "total_without_vat": (totals.total_without_vat, "BR-CO-13"),
-        "total_vat": (totals.total_vat, "BR-CO-14"),
-        "total_with_vat": (totals.total_with_vat, "BR-CO-15"),
+        "total_vat": (vat, "BR-CO-14"),
+        "total_with_vat": (totals.total_without_vat + vat, "BR-CO-15"),
     }
-    for name, (value, rule) in computed.items():
-        stated = check.number(row, name, name, required=False)
-        if stated is not None and stated != value:
-            check.fail(f"the ERP's total {stated} differs from the computed {value} (lines rounded to the cent, "
-                       f"EN 16931 {rule})", row, name)
+    if len(check.errors) > errors_before:
+        # The ERP's VAT was refused: totals built on it would only repeat the reason.
+        del expected["total_vat"], expected["total_with_vat"]
+    for name, (value, rule) in expected.items():
+        if stated[name] is not None and stated[name] != value:
+            how = "the VAT of its rates as sent" if erp and name != "total_without_vat" else "lines rounded to the cent"
+            check.fail(f"the ERP's total {stated[name]} differs from the computed {value} ({how}, EN 16931 {rule})",
+                       first, name)
+    return tuple((category, rate, amount) for (category, rate), amount in erp.items()
+                 if amount != _recomputed(totals, category, rate))
+
+
+def _erp_vat(
+    check: _Collector,
+    rows: list[SourceRow],
+    lines: list[InvoiceLine],
+    total_vat: Decimal | None,
+    totals: Totals,
+) -> dict[tuple[str, Decimal], Decimal]:
+    """The VAT of each breakdown as the ERP states it: the sum of its lines' vat_amount,
+    or the stated total VAT when there is a single breakdown; each within what
+    per-line rounding explains, else the invoice is held back naming BR-CO-17."""
+    members: dict[tuple[str, Decimal], list[int]] = {}
+    for index, line in enumerate(lines):
+        members.setdefault((line.vat_category, line.vat_rate.normalize()), []).append(index)
+    erp: dict[tuple[str, Decimal], Decimal] = {}
+    field = "vat_amount"
+    line_vat = [line.vat_amount for line in lines]
+    if any(amount is not None for amount in line_vat):
+        missing = [index for index, amount in enumerate(line_vat) if amount is None]
+        if missing:
+            row = rows[missing[0]]
+            check.fail("the other lines state their VAT: give vat_amount on every line of the invoice, or on none",
+                       row, row.prefix + field)
+            return {}
+        for key, indexes in members.items():
+            erp[key] = sum((line_vat[index] or Decimal(0) for index in indexes), Decimal("0.00"))
+    elif total_vat is not None and total_vat != totals.total_vat:
+        if len(members) > 1:
+            # Which rate's VAT differs cannot be told from the total alone.
+            check.fail(f"the ERP's total VAT {total_vat} differs from the computed {totals.total_vat}, and with "
+                       f"{len(members)} VAT rates the VAT of each rate is needed to send the ERP's: give vat_amount "
+                       "on each line (EN 16931 BR-CO-14)", rows[0], "total_vat")
+            return {}
+        erp = {next(iter(members)): total_vat}
+        field = "total_vat"
+    for key, amount in erp.items():
+        category, rate = key
+        computed = _recomputed(totals, category, rate)
+        indexes = members[key]
+        row = rows[indexes[0]] if field == "vat_amount" else rows[0]
+        label = row.prefix + field if field == "vat_amount" else field
+        if rate == 0:
+            if amount != 0:
+                rule = f"BR-{_RULE_PREFIX.get(category, category)}-09"
+                check.fail(f"the ERP's VAT {amount} for category {category} at 0 % must be 0 (EN 16931 {rule})",
+                           row, label)
+            continue
+        tolerance = min(_ROUNDING_PER_LINE * len(indexes), _BR_CO_17_LIMIT)
+        if abs(amount - computed) > tolerance:
+            check.fail(f"the ERP's VAT {amount} for {category} {format(rate, 'f')} % differs from the computed "
+                       f"{computed} by {abs(amount - computed)}, more than rounding its {len(indexes)} line(s) "
+                       f"one by one explains ({tolerance}) (EN 16931 BR-CO-17)", row, label)
+    return erp
+
+
+def _recomputed(totals: Totals, category: str, rate: Decimal) -> Decimal:
+    return next(b.tax_amount for b in totals.breakdown if (b.category, b.rate) == (category, rate))
 
 
 def _party(check: _Collector, row: SourceRow, role: str) -> Party | None:
@@ -502,6 +609,7 @@ def _party(check: _Collector, row: SourceRow, role: str) -> Party | None:
         name=name,
         country=country,
         street=check.text(row, f"{role}_street"),
+        address_line2=check.text(row, f"{role}_address_line2"),
         city=check.text(row, f"{role}_city"),
         postcode=check.text(row, f"{role}_postcode"),
         vat_id=check.text(row, f"{role}_vat"),
@@ -515,6 +623,7 @@ def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | Non
     quantity = check.number(row, "quantity", label["quantity"])
     unit_price = check.number(row, "unit_price", label["unit_price"])
     rate = check.number(row, "vat_rate", label["vat_rate"])
+    vat_amount = check.number(row, "vat_amount", label["vat_amount"], required=False)
     category = check.code(row, "vat_category", VAT_CATEGORIES, label["vat_category"])
     exemption_code = check.text(row, "vat_exemption_code")
     if exemption_code is not None and not exemption_code.upper().startswith("VATEX-"):
@@ -543,4 +652,5 @@ def _line(check: _Collector, row: SourceRow, position: int) -> InvoiceLine | Non
         source_line=row.line,
         vat_exemption_reason=check.text(row, "vat_exemption_reason"),
         vat_exemption_code=exemption_code.upper() if exemption_code else None,
+        vat_amount=vat_amount,
     )

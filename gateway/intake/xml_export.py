@@ -40,7 +40,7 @@ def _parser() -> etree.XMLParser:
 
 
 def read_xml_export(
-    path: Path, stylesheet: Path, attachment_dir: Path | None = None
+    path: Path, stylesheet: Path, attachment_dir: Path | None = None, vat_rounding: str = "erp"
 ) -> Iterator[records.ExportedInvoice | records.RejectedRecord]:
     """Yield the invoices of one XML export in the order the stylesheet wrote them.
 
@@ -49,7 +49,10 @@ def read_xml_export(
     """
     # Values in export records are written one way, whatever the source format.
     options = records.ReadOptions(
-        decimal=".", date_format="%Y-%m-%d", attachment_dir=attachment_dir or default_attachment_dir(path)
+        decimal=".",
+        date_format="%Y-%m-%d",
+        attachment_dir=attachment_dir or default_attachment_dir(path),
+        vat_rounding=vat_rounding,
     )
     source = SourceIndex(parse_source(path.read_bytes(), path.name))
     found = list(_records(source, path.name, stylesheet))
@@ -78,7 +81,7 @@ def _records(source: SourceIndex, file: str, stylesheet: Path) -> Iterator[tuple
     """Each invoice of the stylesheet's output with its source element."""
     # The stylesheet gets the field vocabulary, so that it can leave out what this
     # version of the gateway does not read (e.g. totals), instead of failing on it.
-    parameters = {"fields": " ".join(records.HEADER_FIELDS + records.LINE_FIELDS)}
+    parameters = {"fields": " ".join((*records.HEADER_FIELDS, *records.LINE_FIELDS, "warning"))}
     document = etree.tostring(source.tree, encoding="UTF-8", xml_declaration=True)
     try:
         output = transform(stylesheet, document, parameters)
@@ -108,7 +111,7 @@ def judge(
     if isinstance(result, records.RejectedRecord):
         errors += [_located_at_invoice(error, invoice.location) for error in result.errors]
     if isinstance(result, records.ExportedInvoice) and not errors:
-        return replace(result, first_line=first_line)
+        return replace(result, first_line=first_line, warnings=invoice.warnings)
     return records.RejectedRecord(
         file=file,
         first_line=first_line,

@@ -26,6 +26,14 @@ STYLESHEETS = {
 }
 
 
+#: Why a credit note is never written as a UBL Invoice of type 381 (see ``map_invoice``).
+CREDIT_NOTE_AS_INVOICE_REFUSED = (
+    "a credit note (381) is not written as a UBL Invoice: EN 16931 allows type 381 only in a CreditNote "
+    "(BR-CL-01), and the gateway's own validation applies it; send it as a UBL CreditNote (leave out "
+    "--credit-note-as-invoice, or remove credit_note_as_invoice from the partner)"
+)
+
+
 def output_extension(syntax: Syntax) -> str:
     """The file extension of one mapped invoice in ``syntax`` (Factur-X is a PDF)."""
     return "pdf" if syntax is Syntax.FACTURX else "xml"
@@ -40,16 +48,18 @@ def map_invoice(
 ) -> bytes:
     """The document of ``invoice`` in ``syntax``, ready for validation.
 
-    ``credit_note_as_invoice``: write a UBL credit note (381) as an Invoice of type 381
-    instead of a CreditNote, for a partner that wants it so (``[partners.X]``).
+    ``credit_note_as_invoice``: a credit note (381) in UBL is refused rather than written
+    as an Invoice of type 381, which EN 16931 forbids (BR-CL-01: 381 only in a
+    CreditNote) and every validation profile applies, so that the reason is this one
+    and not a rule finding on every credit note. Other invoices are not affected.
     ``partner_code``: the emitter of a CPP Facture Mixte's envelope (required there).
     """
     if syntax is Syntax.FACTURX:
         return _facturx(invoice)
+    if syntax is Syntax.UBL and credit_note_as_invoice and invoice.type_code == "381":
+        raise MappingError(CREDIT_NOTE_AS_INVOICE_REFUSED)
     canonical = to_canonical(invoice)
     parameters = {"interface-code": FLOW_KINDS[syntax].interface_code}
-    if syntax is Syntax.UBL:
-        parameters["credit-note-document"] = "Invoice" if credit_note_as_invoice else "CreditNote"
     if syntax is Syntax.CPP:
         if not any(attachment.role == "invoice" for attachment in invoice.attachments):
             raise MappingError("a CPP Facture Mixte carries the invoice's own PDF: set invoice_pdf")
@@ -69,4 +79,12 @@ def _facturx(invoice: ExportedInvoice) -> bytes:
     return to_facturx(cii, pdf[0].content)
 
 
-__all__ = ["STYLESHEETS", "output_extension", "Totals", "compute_totals", "map_invoice", "to_canonical"]
+__all__ = [
+    "CREDIT_NOTE_AS_INVOICE_REFUSED",
+    "STYLESHEETS",
+    "output_extension",
+    "Totals",
+    "compute_totals",
+    "map_invoice",
+    "to_canonical",
+]

@@ -52,6 +52,7 @@ class _Builder:
         self.add(element, "VatIdentifier", party.vat_id)
         address = self.group(element, "PostalAddress")
         self.add(address, "AddressLine1", party.street)
+        self.add(address, "AddressLine2", party.address_line2)
         self.add(address, "City", party.city)
         self.add(address, "PostCode", party.postcode)
         self.add(address, "CountryCode", party.country)
@@ -59,7 +60,7 @@ class _Builder:
 
 def to_canonical(invoice: ExportedInvoice) -> bytes:
     """The canonical invoice XML of one exported invoice."""
-    totals = compute_totals(invoice.lines)
+    totals = compute_totals(invoice.lines, invoice.erp_vat)
     root = etree.Element(f"{{{NAMESPACE}}}Invoice", nsmap={None: NAMESPACE})
     b = _Builder()
     b.add(root, "InvoiceNumber", invoice.number)

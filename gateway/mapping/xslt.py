@@ -3,13 +3,27 @@
 Saxon's processor is heavy to start and a compiled stylesheet is reusable, so both
 live for the whole process; a stylesheet that fails to compile or to run raises
 ``MappingError`` naming the stylesheet, never returns a partial document.
+
+SaxonC's native code reports a dynamic error (``error()``, ``xsl:message
+terminate="yes"``) on the process's stderr, with the stylesheet's stack, before the
+exception reaches Python. ``transform`` catches that report and puts what an operator
+needs into the ``MappingError`` instead: the error's own text, or the terminating
+message's.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import os
+import re
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from saxonche import PySaxonApiError, PySaxonProcessor, PyXdmAtomicValue, PyXsltExecutable
 
@@ -55,23 +69,114 @@ def _string_value(value: str) -> PyXdmAtomicValue:
 _SET: dict[Path, dict[str, str]] = {}
 
 
+#: Stylesheets whose xsl:message output is kept rather than printed by Saxon.
+_SAVING_MESSAGES: set[Path] = set()
+
+
+@functools.cache
+def _stderr_sink() -> BinaryIO:
+    sink = tempfile.TemporaryFile(prefix="gateway-saxon-")  # noqa: SIM115 - reused for the whole process
+    atexit.register(sink.close)
+    return sink
+
+
+@contextlib.contextmanager
+def saxon_stderr() -> Iterator[list[bytes]]:
+    """Descriptor 2 points at a temporary file while the block runs (under ``_LOCK``);
+    the list it yields then holds what was written there.
+
+    Saxon writes from native code, so only the descriptor can catch it, not
+    ``sys.stderr``. The caller decides what of it still belongs on stderr.
+    """
+    sink = _stderr_sink()
+    sink.seek(0)
+    sink.truncate()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured: list[bytes] = []
+    try:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    sink.seek(0)
+    captured.append(sink.read())
+
+
 def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | None = None) -> bytes:
-    """Run ``stylesheet`` over ``document`` and return the serialized result (UTF-8)."""
+    """Run ``stylesheet`` over ``document`` and return the serialized result (UTF-8).
+
+    ``MappingError`` if it fails, with the reason it gives (the text of ``error()`` or
+    of a terminating ``xsl:message``), and nothing of Saxon's on stderr.
+    """
     executable = _compiled(stylesheet)
     processor = _processor()
     wanted = dict(parameters or {})
+    failure: PySaxonApiError | None = None
     with _LOCK:
-        try:
-            node = processor.parse_xml(xml_text=document.decode("utf-8"))
-            if _SET.get(stylesheet) != wanted:
-                _SET.pop(stylesheet, None)
-                executable.clear_parameters()
-                for name, value in wanted.items():
-                    executable.set_parameter(name, _string_value(value))
-                _SET[stylesheet] = wanted
-            result = executable.transform_to_string(xdm_node=node)
-        except PySaxonApiError as exc:
-            raise MappingError(f"the stylesheet {stylesheet.name} failed: {exc}") from None
-    if not result:
-        raise MappingError(f"the stylesheet {stylesheet.name} produced an empty document")
-    return result.encode("utf-8")
+        if stylesheet not in _SAVING_MESSAGES:
+            executable.set_save_xsl_message(True)
+            _SAVING_MESSAGES.add(stylesheet)
+        with saxon_stderr() as report:
+            try:
+                node = processor.parse_xml(xml_text=document.decode("utf-8"))
+                if _SET.get(stylesheet) != wanted:
+                    _SET.pop(stylesheet, None)
+                    executable.clear_parameters()
+                    for name, value in wanted.items():
+                        executable.set_parameter(name, _string_value(value))
+                    _SET[stylesheet] = wanted
+                result = executable.transform_to_string(xdm_node=node)
+            except PySaxonApiError as exc:
+                failure = exc
+        messages = _messages(executable)
+    if failure is None:
+        # Nothing failed: whatever was written (Saxon's warnings, the stylesheet's own
+        # messages) goes where it always went.
+        _write_stderr(report[0] + b"".join(f"{message}\n".encode() for message in messages))
+        if not result:
+            raise MappingError(f"the stylesheet {stylesheet.name} produced an empty document")
+        return result.encode("utf-8")
+    # Saxon's report (file positions, template stack) is replaced by its gist; the
+    # stylesheet's own earlier messages stay the stylesheet's output, as does what
+    # another thread wrote meanwhile.
+    reason = " ".join(str(failure).split())
+    terminated = bool(messages) and "terminated by xsl:message" in reason
+    _write_stderr(_without_saxon_report(report[0]))
+    _write_stderr(b"".join(f"{message}\n".encode() for message in messages[:-1] if terminated))
+    if terminated:
+        raise MappingError(f"the stylesheet {stylesheet.name} stopped: {' '.join(messages[-1].split())}")
+    _write_stderr(b"".join(f"{message}\n".encode() for message in messages))
+    raise MappingError(f"the stylesheet {stylesheet.name} failed: {reason}")
+
+
+def _messages(executable: PyXsltExecutable) -> list[str]:
+    """The text of each xsl:message of the last run, in order; forgotten by Saxon then."""
+    saved = executable.get_xsl_messages()
+    if saved is None:
+        return []
+    messages = [saved.item_at(index).string_value for index in range(saved.size)]
+    executable.clear_xsl_messages()
+    return messages
+
+
+#: How the lines of Saxon's error report begin: a heading, or an indented detail.
+_SAXON_REPORT = re.compile(rb"^(\s|(Static |Type |Dynamic |Fatal )?[Ee]rror\b|Warning\b)")
+
+
+def _without_saxon_report(captured: bytes) -> bytes:
+    r"""The captured lines that are not Saxon's report of the failure.
+
+    >>> _without_saxon_report(b'Error on line 3 of x.xsl:\n  FOER0000  bang\n{"event": "x"}\n')
+    b'{"event": "x"}\n'
+    """
+    return b"".join(line for line in captured.splitlines(keepends=True) if not _SAXON_REPORT.match(line))
+
+
+def _write_stderr(data: bytes) -> None:
+    sys.stderr.flush()
+    while data:
+        data = data[os.write(2, data):]

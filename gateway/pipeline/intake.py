@@ -85,7 +85,9 @@ class IntakeSteps:
                 channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
             )
             held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
-            for record in read_export(path, channel.input_format, options, channel.input_stylesheet):
+            exported = read_export(path, channel.input_format, options, channel.input_stylesheet,
+                                   vat_rounding=channel.vat_rounding)
+            for record in exported:
                 counts["received"] += 1
                 if isinstance(record, RejectedRecord):
                     held.append((record, "; ".join(error.message for error in record.errors)))
@@ -122,6 +124,9 @@ class IntakeSteps:
             payload = map_invoice(invoice, channel.syntax, credit_note_as_invoice=partner.credit_note_as_invoice)
         except (InputError, MappingError) as exc:
             return InvoiceStatus.QUARANTINED, f"{where}: {exc.message}"
+        for warning in invoice.warnings:
+            log.warning("invoice.warning", channel=channel.name, file=source.name, line=invoice.first_line,
+                        invoice=invoice.number, warning=warning)
         fields = {
             "syntax": channel.syntax.value,
             "payload": payload,
@@ -278,7 +283,7 @@ def _invoice_fields(invoice: ExportedInvoice, channel: Channel, source: SourceFi
         "buyer_siret": invoice.buyer_siret,
         "type_code": invoice.type_code,
         "currency": invoice.currency,
-        "total_with_vat": str(compute_totals(invoice.lines).total_with_vat),
+        "total_with_vat": str(compute_totals(invoice.lines, invoice.erp_vat).total_with_vat),
         "source_file_id": source.id,
         "source_line": invoice.first_line,
         "channel": channel.name,
