@@ -19,7 +19,7 @@ from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
-from gateway.intake.records import VAT_ROUNDING_POLICIES
+from gateway.intake.records import DEFAULT_MAX_INVOICE_BYTES, DEFAULT_MAX_LINES_PER_INVOICE, VAT_ROUNDING_POLICIES
 from gateway.mapping.xslt import check_stylesheet
 from gateway.starter_config import STARTER_CONFIG
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
@@ -70,6 +70,9 @@ class Channel:
     #: The VAT the ERP states: sent when per-line rounding explains it ("erp"), or
     #: recomputed per rate and an invoice that differs held back ("recompute").
     vat_rounding: str = "erp"
+    #: One invoice beyond these is held back unread (its lines; its bytes in the export).
+    max_lines_per_invoice: int = DEFAULT_MAX_LINES_PER_INVOICE
+    max_invoice_bytes: int = DEFAULT_MAX_INVOICE_BYTES
 
 
 @dataclass(frozen=True)
@@ -544,6 +547,8 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
             'BR-CO-17) or "recompute" (recompute the VAT per rate; hold back an invoice whose stated VAT differs)',
             key=section.key("vat_rounding"),
         )
+    max_lines = _positive(section, "max_lines_per_invoice", DEFAULT_MAX_LINES_PER_INVOICE)
+    max_bytes = _positive(section, "max_invoice_bytes", DEFAULT_MAX_INVOICE_BYTES)
     csv = _csv(section.table("csv"))
     section.done()
     return Channel(
@@ -557,6 +562,8 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         settle_seconds=float(settle),
         validation_profile=profile,
         vat_rounding=vat_rounding,
+        max_lines_per_invoice=max_lines,
+        max_invoice_bytes=max_bytes,
     )
 
 

@@ -564,6 +564,8 @@ FILE_ERRORS = {
         None,
         "byte 0xe8",
     ),
+    # XML cannot carry a NUL: once "internal error while reading: ValueError(...)".
+    "NUL byte on line 3": (csv_text(row("F-1"), "F-2;2026\x00"), 3, None, "byte 0x00 (NUL) at column 9 "),
 }
 
 
@@ -650,3 +652,4 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
     (inbox / "a-broken.csv").write_bytes(broken)
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert summary["files"] == {"quarantined": 1}
+

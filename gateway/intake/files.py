@@ -85,7 +85,8 @@ def quarantine_invoice(
     source = Path(source_name)
     target = quarantine_dir / channel / f"{source.stem}.line{first_line}{source.suffix or '.txt'}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, text.encode(encoding, errors="replace"))
+    if text:  # an invoice beyond the size limits was not kept: its reason says where it is
+        write_atomically(target, text.encode(encoding, errors="replace"))
     write_atomically(target.with_name(target.name + ".reason"), (reason + "\n").encode("utf-8"))
     return target
 

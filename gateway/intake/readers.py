@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.intake.csv_export import CsvOptions, read_csv_export
 from gateway.intake.jsonl_export import read_jsonl_export
-from gateway.intake.records import ExportedInvoice, RejectedRecord
+from gateway.intake.records import ExportedInvoice, InvoiceLimits, RejectedRecord
 from gateway.intake.xml_export import read_xml_export
 from gateway.resources import mapping_path
 
@@ -49,24 +49,26 @@ def read_export(
     *,
     attachment_dir: Path | None = None,
     vat_rounding: str = "erp",
+    limits: InvoiceLimits | None = None,
 ) -> Iterator[ExportedInvoice | RejectedRecord]:
     """The invoices of one export file, in file order (see docs/inputs.md).
 
     ``stylesheet``: the channel's own, for ``xslt``. ``attachment_dir``: where the
     files named by ``invoice_pdf`` and ``attachments`` are; by default
     ``attachments/`` beside the export. ``vat_rounding``: the channel's policy for the
-    VAT the ERP states (``records.VAT_ROUNDING_POLICIES``).
+    VAT the ERP states (``records.VAT_ROUNDING_POLICIES``). ``limits``: how big one
+    invoice may be (default ``InvoiceLimits()``); one beyond is held back unread.
     """
     if input_format == "csv":
-        return read_csv_export(path, csv_options or CsvOptions(), attachment_dir, vat_rounding)
+        return read_csv_export(path, csv_options or CsvOptions(), attachment_dir, vat_rounding, limits)
     if input_format == "jsonl":
-        return read_jsonl_export(path, attachment_dir, vat_rounding)
+        return read_jsonl_export(path, attachment_dir, vat_rounding, limits)
     if input_format == "idoc":
-        return read_xml_export(path, mapping_path(IDOC_STYLESHEET), attachment_dir, vat_rounding)
+        return read_xml_export(path, mapping_path(IDOC_STYLESHEET), attachment_dir, vat_rounding, limits)
     if input_format == "xslt":
         if stylesheet is None:
             raise ValueError("the input format xslt needs a stylesheet")
-        return read_xml_export(path, stylesheet, attachment_dir, vat_rounding)
+        return read_xml_export(path, stylesheet, attachment_dir, vat_rounding, limits)
     raise ValueError(f"unknown input format {input_format!r}; known: {', '.join(INPUT_FORMATS)}")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import iso4217
 
@@ -164,6 +165,56 @@ _BR_CO_17_LIMIT = Decimal("0.99")
 EXEMPT_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
 
 
+#: Per-invoice limits (``[channels.X] max_lines_per_invoice`` and ``max_invoice_bytes``):
+#: a reader refuses an invoice beyond them while streaming its rows, before memory is spent
+#: on it. 100,000 lines is the size ``benchmarks/bench_big_invoice.py`` keeps under 600 MB;
+#: 64 MiB of export text leaves such an invoice over 600 bytes a row (header fields repeated).
+DEFAULT_MAX_LINES_PER_INVOICE = 100_000
+DEFAULT_MAX_INVOICE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InvoiceLimits:
+    """How big one invoice of an export may be: its lines, and its bytes as the ERP wrote
+    them (CSV: its rows; JSON Lines: its line; XML: its element)."""
+
+    max_lines: int = DEFAULT_MAX_LINES_PER_INVOICE
+    max_bytes: int = DEFAULT_MAX_INVOICE_BYTES
+
+
+def oversized(
+    file: str,
+    first: SourceRow,
+    *,
+    lines: int | None,
+    size: int | None,
+    limits: InvoiceLimits,
+    at: SourceRow,
+    field: str | None,
+    where: str,
+) -> RejectedRecord:
+    """An invoice held back because it is beyond ``limits`` (``lines``: the line count
+    passed, else ``size``: its bytes in all): read no further than ``at``, its rows and
+    their text dropped. ``where`` says where its rows are in the export, since the
+    held-back copy cannot hold them (``original`` is empty)."""
+    number = first.values.get("invoice_number") or None
+    if lines is not None:
+        what = f"has more than {limits.max_lines} lines, the channel's max_lines_per_invoice"
+        key = "max_lines_per_invoice"
+    else:
+        what = f"weighs {size} bytes in the export, more than the channel's max_invoice_bytes ({limits.max_bytes})"
+        key = "max_invoice_bytes"
+    message = (f"invoice {number or '(no number)'} {what}: held back unread from here on; {where}. If it is "
+               f"genuine, raise [channels.<name>] {key} and drop its rows in a file of their own")
+    return RejectedRecord(
+        file=file,
+        first_line=first.line,
+        invoice_number=number,
+        supplier_siret=first.values.get("supplier_siret") or None,
+        errors=(InputError(message, file=file, line=at.line or None, field=field, xpath=at.xpath),),
+    )
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How values are written: decimal separator and date format."""
@@ -175,9 +226,10 @@ class ReadOptions:
     attachment_dir: Path | None = None
     #: One of ``VAT_ROUNDING_POLICIES``.
     vat_rounding: str = "erp"
+    limits: InvoiceLimits = InvoiceLimits()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvoiceLine:
     line_id: str
     item_name: str
@@ -265,7 +317,7 @@ class RejectedRecord:
     original: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRow:
     """The values of one row (CSV) or one line item (JSONL) with where they came from.
 
@@ -287,6 +339,10 @@ class _Collector:
         self.file = file
         self.options = options
         self.errors: list[InputError] = []
+        # Values repeat from line to line (a rate, a unit, an item, a price): each line of
+        # a big invoice shares one object per distinct text instead of holding its own.
+        self._texts: dict[str, str] = {}
+        self._numbers: dict[str, Decimal] = {}
 
     def fail(self, message: str, row: SourceRow, name: str) -> None:
         line = row.line or None
@@ -298,12 +354,19 @@ class _Collector:
             if required:
                 self.fail("mandatory field is empty", row, label or name)
             return None
-        return value
+        return _shared(self._texts, value, value)
 
     def number(self, row: SourceRow, name: str, label: str, *, required: bool = True) -> Decimal | None:
         text = self.text(row, name, required=required, label=label)
         if text is None:
             return None
+        known = self._numbers.get(text)
+        if known is not None:
+            return known
+        value = self._parse_number(row, text, label)
+        return value if value is None else _shared(self._numbers, text, value)
+
+    def _parse_number(self, row: SourceRow, text: str, label: str) -> Decimal | None:
         decimal = self.options.decimal
         other = "," if decimal == "." else "."
         if other in text:
@@ -351,83 +414,143 @@ class _Collector:
 
 def assemble(file: str, rows: list[SourceRow], original: str, options: ReadOptions) -> ExportedInvoice | RejectedRecord:
     """One invoice from its rows (the first row's header fields are the invoice's)."""
-    first = rows[0]
-    check = _Collector(file, options)
-    for row in rows[1:]:
-        for name in HEADER_FIELDS:
-            if name in row.values and row.values[name] != first.values.get(name):
-                check.fail(
-                    f"{row.values[name]!r} differs from {first.values.get(name)!r} "
-                    f"on {first.xpath or f'line {first.line}'} of the same invoice",
-                    row,
-                    name,
-                )
-    number = check.text(first, "invoice_number", required=True)
-    supplier = _party(check, first, "supplier")
-    buyer = _party(check, first, "buyer")
-    issue_date = check.date(first, "issue_date", required=True)
-    due_date = check.date(first, "due_date", required=False)
-    type_code = check.code(first, "type_code", TYPE_CODES)
-    currency = _currency(check, first)
-    cadre = check.code(first, "cadre", _CADRE)
-    lines = [_line(check, row, position) for position, row in enumerate(rows, start=1)]
-    payment_means = _payment_means(check, first)
-    preceding_invoice = check.text(first, "preceding_invoice")
-    preceding_invoice_date = check.date(first, "preceding_invoice_date", required=False)
-    if preceding_invoice_date is not None and preceding_invoice is None:
-        check.fail("a preceding invoice date needs the preceding invoice's number", first, "preceding_invoice")
-    attachments = _attachments(check, first)
-    delivery_date = check.date(first, "delivery_date", required=False)
-    deliver_to = (check.text(first, "deliver_to_country") or "").upper() or None
-    if deliver_to is not None and not _COUNTRY.match(deliver_to):
-        check.fail(f"{deliver_to!r} is not an accepted code (expected {_COUNTRY.pattern})", first, "deliver_to_country")
-    if any(line is not None and line.vat_category == "K" for line in lines):
-        # Intra-community supply: EN 16931 BR-IC-11 and BR-IC-12.
-        if delivery_date is None:
-            check.fail("VAT category K (intra-community supply) needs the actual delivery date (BR-IC-11)",
-                       first, "delivery_date")
-        if deliver_to is None:
-            check.fail("VAT category K (intra-community supply) needs the deliver-to country (BR-IC-12)",
-                       first, "deliver_to_country")
-    erp_vat: tuple[tuple[str, Decimal, Decimal], ...] = ()
-    if None not in lines:
-        _check_exemption_reasons(check, rows, lines)
-        erp_vat = _check_stated_totals(check, rows, [line for line in lines if line is not None])
-    rejected = check.errors or None in lines
-    if rejected or number is None or supplier is None or buyer is None or issue_date is None:
-        return RejectedRecord(
+    assembler = InvoiceAssembler(file, options)
+    for row in rows:
+        assembler.add(row)
+    return assembler.finish(original)
+
+
+#: How many distinct values ``_Collector`` shares per invoice: beyond, values are kept as read.
+_SHARED_VALUES = 4096
+
+
+def _shared(known: dict[str, Any], key: str, value: Any) -> Any:
+    """The object already kept for ``key``, else ``value``, kept while there is room."""
+    found = known.get(key)
+    if found is not None:
+        return found
+    if len(known) < _SHARED_VALUES:
+        known[key] = value
+    return value
+
+
+#: The values of a row once its line is built: only where it came from is kept.
+_NO_VALUES: dict[str, str] = {}
+
+
+class InvoiceAssembler:
+    """One invoice built row by row, so that a reader streaming a big invoice holds its
+    typed lines, not the text of its rows: each row is checked and turned into its line
+    as it comes, and only where it came from is kept (for the checks across lines).
+
+    The problems are reported in the same order as if all rows had been read first:
+    header fields that differ between rows, the invoice's fields, then each line's.
+    """
+
+    def __init__(self, file: str, options: ReadOptions) -> None:
+        self.file = file
+        self.options = options
+        self._first: SourceRow | None = None
+        self._differing = _Collector(file, options)
+        self._line_problems = _Collector(file, options)
+        #: Where each line came from (values dropped after the first row's).
+        self._rows: list[SourceRow] = []
+        self._lines: list[InvoiceLine | None] = []
+
+    @property
+    def line_count(self) -> int:
+        return len(self._lines)
+
+    def add(self, row: SourceRow) -> None:
+        first = self._first
+        if first is None:
+            self._first = first = row
+        else:
+            for name in HEADER_FIELDS:
+                if name in row.values and row.values[name] != first.values.get(name):
+                    self._differing.fail(
+                        f"{row.values[name]!r} differs from {first.values.get(name)!r} "
+                        f"on {first.xpath or f'line {first.line}'} of the same invoice",
+                        row,
+                        name,
+                    )
+        self._lines.append(_line(self._line_problems, row, len(self._lines) + 1))
+        self._rows.append(row if row is first else SourceRow(row.line, _NO_VALUES, row.prefix, row.xpath))
+
+    def finish(self, original: str) -> ExportedInvoice | RejectedRecord:
+        first = self._first
+        if first is None:
+            raise ValueError("an invoice needs at least one row")
+        file, rows, lines = self.file, self._rows, self._lines
+        check = _Collector(file, self.options)
+        check.errors = self._differing.errors
+        number = check.text(first, "invoice_number", required=True)
+        supplier = _party(check, first, "supplier")
+        buyer = _party(check, first, "buyer")
+        issue_date = check.date(first, "issue_date", required=True)
+        due_date = check.date(first, "due_date", required=False)
+        type_code = check.code(first, "type_code", TYPE_CODES)
+        currency = _currency(check, first)
+        cadre = check.code(first, "cadre", _CADRE)
+        check.errors += self._line_problems.errors
+        payment_means = _payment_means(check, first)
+        preceding_invoice = check.text(first, "preceding_invoice")
+        preceding_invoice_date = check.date(first, "preceding_invoice_date", required=False)
+        if preceding_invoice_date is not None and preceding_invoice is None:
+            check.fail("a preceding invoice date needs the preceding invoice's number", first, "preceding_invoice")
+        attachments = _attachments(check, first)
+        delivery_date = check.date(first, "delivery_date", required=False)
+        deliver_to = (check.text(first, "deliver_to_country") or "").upper() or None
+        if deliver_to is not None and not _COUNTRY.match(deliver_to):
+            check.fail(f"{deliver_to!r} is not an accepted code (expected {_COUNTRY.pattern})", first,
+                       "deliver_to_country")
+        if any(line is not None and line.vat_category == "K" for line in lines):
+            # Intra-community supply: EN 16931 BR-IC-11 and BR-IC-12.
+            if delivery_date is None:
+                check.fail("VAT category K (intra-community supply) needs the actual delivery date (BR-IC-11)",
+                           first, "delivery_date")
+            if deliver_to is None:
+                check.fail("VAT category K (intra-community supply) needs the deliver-to country (BR-IC-12)",
+                           first, "deliver_to_country")
+        erp_vat: tuple[tuple[str, Decimal, Decimal], ...] = ()
+        if None not in lines:
+            _check_exemption_reasons(check, rows, lines)
+            erp_vat = _check_stated_totals(check, rows, [line for line in lines if line is not None])
+        rejected = check.errors or None in lines
+        if rejected or number is None or supplier is None or buyer is None or issue_date is None:
+            return RejectedRecord(
+                file=file,
+                first_line=first.line,
+                invoice_number=first.values.get("invoice_number") or None,
+                supplier_siret=first.values.get("supplier_siret") or None,
+                errors=tuple(check.errors),
+                original=original,
+            )
+        return ExportedInvoice(
             file=file,
             first_line=first.line,
-            invoice_number=first.values.get("invoice_number") or None,
-            supplier_siret=first.values.get("supplier_siret") or None,
-            errors=tuple(check.errors),
+            number=number,
+            issue_date=issue_date,
+            type_code=type_code,
+            currency=currency,
+            supplier=supplier,
+            buyer=buyer,
+            lines=tuple(line for line in lines if line is not None),
             original=original,
+            due_date=due_date,
+            service_code=check.text(first, "service_code"),
+            commitment_number=check.text(first, "commitment_number"),
+            cadre=cadre,
+            payment_means=payment_means,
+            iban=(check.text(first, "iban") or "").replace(" ", "") or None,
+            contract_reference=check.text(first, "contract_reference"),
+            preceding_invoice=preceding_invoice,
+            preceding_invoice_date=preceding_invoice_date,
+            attachments=attachments,
+            delivery_date=delivery_date,
+            deliver_to_country=deliver_to,
+            erp_vat=erp_vat,
         )
-    return ExportedInvoice(
-        file=file,
-        first_line=first.line,
-        number=number,
-        issue_date=issue_date,
-        type_code=type_code,
-        currency=currency,
-        supplier=supplier,
-        buyer=buyer,
-        lines=tuple(line for line in lines if line is not None),
-        original=original,
-        due_date=due_date,
-        service_code=check.text(first, "service_code"),
-        commitment_number=check.text(first, "commitment_number"),
-        cadre=cadre,
-        payment_means=payment_means,
-        iban=(check.text(first, "iban") or "").replace(" ", "") or None,
-        contract_reference=check.text(first, "contract_reference"),
-        preceding_invoice=preceding_invoice,
-        preceding_invoice_date=preceding_invoice_date,
-        attachments=attachments,
-        delivery_date=delivery_date,
-        deliver_to_country=deliver_to,
-        erp_vat=erp_vat,
-    )
 
 
 def _currency(check: _Collector, row: SourceRow) -> str:

@@ -40,7 +40,11 @@ def _parser() -> etree.XMLParser:
 
 
 def read_xml_export(
-    path: Path, stylesheet: Path, attachment_dir: Path | None = None, vat_rounding: str = "erp"
+    path: Path,
+    stylesheet: Path,
+    attachment_dir: Path | None = None,
+    vat_rounding: str = "erp",
+    limits: records.InvoiceLimits | None = None,
 ) -> Iterator[records.ExportedInvoice | records.RejectedRecord]:
     """Yield the invoices of one XML export in the order the stylesheet wrote them.
 
@@ -53,6 +57,7 @@ def read_xml_export(
         date_format="%Y-%m-%d",
         attachment_dir=attachment_dir or default_attachment_dir(path),
         vat_rounding=vat_rounding,
+        limits=limits or records.InvoiceLimits(),
     )
     source = SourceIndex(parse_source(path.read_bytes(), path.name))
     found = list(_records(source, path.name, stylesheet))
@@ -106,6 +111,15 @@ def judge(
     invoice: RecordInvoice, file: str, original: str, first_line: int, options: records.ReadOptions
 ) -> records.ExportedInvoice | records.RejectedRecord:
     """The invoice, or every reason it cannot be taken: its structure's and its values'."""
+    limits = options.limits
+    # The export is read whole (see above); an invoice beyond the limits is at least
+    # never mapped nor validated.
+    size = len(original.encode("utf-8"))
+    if len(invoice.rows) > limits.max_lines or size > limits.max_bytes:
+        first = records.SourceRow(first_line, invoice.header, "", invoice.location)
+        lines = len(invoice.rows) if len(invoice.rows) > limits.max_lines else None
+        return records.oversized(file, first, lines=lines, size=size, limits=limits,
+                                 at=first, field=None, where=f"it is the element {invoice.location} of the export")
     errors = list(invoice.errors)
     result = records.assemble(file, list(invoice.rows), original, options) if invoice.rows else None
     if isinstance(result, records.RejectedRecord):

@@ -16,7 +16,7 @@ from gateway.errors import InputError, MappingError, ValidatorError
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
 from gateway.intake.readers import read_export, source_encoding
-from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, RejectedRecord
+from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, InvoiceLimits, RejectedRecord
 from gateway.mapping import compute_totals, map_invoice
 from gateway.pipeline.summary import PassSummary
 from gateway.store import DuplicateInvoice, Tx
@@ -86,7 +86,8 @@ class IntakeSteps:
             )
             held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
             exported = read_export(path, channel.input_format, options, channel.input_stylesheet,
-                                   vat_rounding=channel.vat_rounding)
+                                   vat_rounding=channel.vat_rounding,
+                                   limits=InvoiceLimits(channel.max_lines_per_invoice, channel.max_invoice_bytes))
             for record in exported:
                 counts["received"] += 1
                 if isinstance(record, RejectedRecord):
