@@ -24,8 +24,8 @@ from gateway.domain import Syntax
 from gateway.errors import ValidatorError
 from gateway.store import Store, Tx
 from gateway.validation import chorus
-from gateway.validation.findings import Finding, Severity
-from gateway.validation.invoice import Validation, chorus_layer, parse_invoice
+from gateway.validation.findings import Severity
+from gateway.validation.invoice import Validation, chorus_layer, header_of
 from gateway.validation.rulesets import EN16931, PROFILES, RuleRegistry, RuleSet, cen_cii_instructions
 from gateway.validation.worker import ValidationWorker
 
@@ -110,9 +110,9 @@ class ValidationGate:
     def validate(self, tx: Tx, channel: Channel, payload: bytes) -> Validation:
         """Every layer; raises ``ValidatorError`` when one cannot run."""
         result = self.schema_layers(channel, payload)
-        # The worker parsed it already; parsing again here is cheap next to the Schematron.
-        parsed = parse_invoice(payload) if result.syntax else None
-        return chorus_layer(None if isinstance(parsed, Finding) else parsed, result, self.context(tx))
+        # The worker parsed it already; parsing again here (without its lines, which the
+        # Chorus Pro rules never read) is cheap next to the Schematron.
+        return chorus_layer(header_of(payload, result), result, self.context(tx))
 
     def context(self, tx: Tx) -> chorus.ChorusContext:
         settings = self.config.validation

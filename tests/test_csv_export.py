@@ -5,8 +5,12 @@ Line numbers are physical lines of the file, the header being line 1.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import random
 import re
+import tarfile
 import tomllib
 from collections.abc import Iterator
 from datetime import date
@@ -653,3 +657,56 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert summary["files"] == {"quarantined": 1}
 
+
+def test_one_pass_sends_a_9_5_mb_pdf_and_holds_back_linked_attachments_and_an_oversized_invoice(
+    tmp_path: Path,
+) -> None:
+    """Through the CLI, one run: an attachment just under Chorus Pro's 10 MB goes through
+    intake, mapping, XSD and Schematron in the worker, the flow and the sandbox; an
+    attachment that is a symbolic or hard link out of attachments/ is refused (file, line,
+    field), and an invoice beyond the channel's max_lines_per_invoice is held back unread."""
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}"}
+    gateway("init", str(tmp_path / "site"), env=env)
+    config = tmp_path / "site" / "gateway.toml"
+    text = config.read_text().replace("settle_seconds = 2", "settle_seconds = 0\nmax_lines_per_invoice = 3")
+    config.write_text(text)
+    inbox = tmp_path / "site" / "inbox" / "erp"
+    attachments = inbox / "attachments"
+    attachments.mkdir()
+    pdf = b"%PDF-1.7\n" + random.Random(13).randbytes(9_500_000)
+    (attachments / "facture.pdf").write_bytes(pdf)
+    secret = tmp_path / "secret.pdf"  # outside the channel: readable by the gateway, not the ERP's to send
+    secret.write_bytes(b"%PDF-1.7 not the ERP's")
+    (attachments / "lien.pdf").symlink_to(secret)
+    os.link(secret, attachments / "dur.pdf")
+    (inbox / "export.csv").write_text(csv_text(
+        row("H-1", invoice_pdf="facture.pdf"),
+        row("H-2", attachments="lien.pdf"),
+        row("H-3", attachments="dur.pdf"),
+        *(row("H-4", line_id=str(position)) for position in range(1, 5)),  # lines 5-8: one line too many
+        row("H-5"),
+    ), "utf-8")
+
+    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+
+    assert summary["invoices"] == {"received": 5, "valid": 2, "quarantined": 3}
+    listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
+    outcome = {i["invoice_number"]: (i["status"], i["reason"]) for i in listed}
+    assert {number: status for number, (status, _) in outcome.items()} == {
+        "H-1": "integrated", "H-2": "quarantined", "H-3": "quarantined", "H-4": "quarantined", "H-5": "integrated"}
+    assert outcome["H-2"][1].startswith(
+        "export.csv, line 3, field 'attachments': attachment 'lien.pdf' is a symbolic link in ")
+    assert outcome["H-3"][1].startswith(
+        "export.csv, line 4, field 'attachments': attachment 'dur.pdf' is a hard link to a file outside ")
+    assert outcome["H-4"][1].startswith("export.csv, line 8: invoice H-4 has more than 3 lines, the channel's "
+                                        "max_lines_per_invoice: held back unread")
+    assert "its rows are lines 5–8 of the export" in outcome["H-4"][1]
+    held = [path for path in (tmp_path / "site" / "quarantine").rglob("*.csv") if "H-4" in path.read_text()]
+    assert held == []  # nothing of it was kept: its reason says where it is
+    # The PDF travelled whole in the flow the sandbox integrated; the linked file never left.
+    [flow] = (tmp_path / "site" / "sandbox" / "received").iterdir()
+    with tarfile.open(flow) as archive:
+        sent = {member.name: archive.extractfile(member).read() for member in archive}  # type: ignore[union-attr]
+    [with_pdf] = [data for data in sent.values() if b"H-1" in data]
+    assert base64.b64encode(pdf) in with_pdf
+    assert not any(base64.b64encode(secret.read_bytes()) in data for data in sent.values())

@@ -23,8 +23,8 @@ from gateway.cli.state import State, pass_state
 from gateway.errors import ValidatorError
 from gateway.directory import DirectoryEntry
 from gateway.validation.chorus import ChorusContext
-from gateway.validation.findings import Finding, Severity, is_valid
-from gateway.validation.invoice import chorus_layer, parse_invoice
+from gateway.validation.findings import Severity, is_valid
+from gateway.validation.invoice import chorus_layer, header_of
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES, RuleRegistry, RuleSet, scan_directory
 from gateway.validation.worker import DEFAULT_TIME_BUDGET, ValidationWorker
 
@@ -95,9 +95,8 @@ def _validate_one(
         result = worker.schema_layers(payload, profile, own_output=False)
     except ValidatorError as exc:
         return {"file": str(path), "syntax": None, "valid": False, "findings": [], "validator_error": exc.message}
-    # The worker parsed it already; parsing again here is cheap next to the Schematron.
-    parsed = parse_invoice(payload) if result.syntax else None
-    result = chorus_layer(None if isinstance(parsed, Finding) else parsed, result, context)
+    # The worker parsed it already; parsing again here (without the lines) is cheap next to the Schematron.
+    result = chorus_layer(header_of(payload, result), result, context)
     return {"file": str(path), "syntax": result.syntax, "valid": is_valid(result.findings),
             "findings": [f.as_dict() for f in result.findings], "validated_with": result.artefacts}
 

@@ -7,14 +7,16 @@ without touching Python; Python only computes the derived amounts (``canonical``
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from gateway.domain import FLOW_KINDS, Syntax
 from gateway.errors import MappingError
 from gateway.intake.csv_export import ExportedInvoice
-from gateway.mapping.canonical import Totals, compute_totals, to_canonical
+from gateway.mapping.canonical import Totals, compute_totals, to_canonical, write_canonical
 from gateway.mapping.facturx import to_facturx
-from gateway.mapping.xslt import transform
+from gateway.mapping.xslt import scratch_directory, transform
 from gateway.resources import mapping_path
 
 #: The stylesheet that turns the canonical invoice into each XML syntax (Factur-X is
@@ -58,7 +60,6 @@ def map_invoice(
         return _facturx(invoice)
     if syntax is Syntax.UBL and credit_note_as_invoice and invoice.type_code == "381":
         raise MappingError(CREDIT_NOTE_AS_INVOICE_REFUSED)
-    canonical = to_canonical(invoice)
     parameters = {"interface-code": FLOW_KINDS[syntax].interface_code}
     if syntax is Syntax.CPP:
         if not any(attachment.role == "invoice" for attachment in invoice.attachments):
@@ -66,7 +67,11 @@ def map_invoice(
         if not partner_code:
             raise MappingError("a CPP Facture Mixte names its emitter: give the partner code (--partner-code)")
         parameters["emetteur-id"] = partner_code
-    return transform(mapping_path(STYLESHEETS[syntax]), canonical, parameters)
+    # Written straight to a file Saxon reads: a big invoice's canonical XML is never in memory.
+    with tempfile.NamedTemporaryFile(dir=scratch_directory(), prefix="canonical-", suffix=".xml") as canonical:
+        write_canonical(invoice, canonical)
+        canonical.flush()
+        return transform(mapping_path(STYLESHEETS[syntax]), Path(canonical.name), parameters)
 
 
 def _facturx(invoice: ExportedInvoice) -> bytes:

@@ -10,7 +10,11 @@ Pure: an invoice in, XML bytes out.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
+from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -19,7 +23,8 @@ from gateway.intake.records import ExportedInvoice, Party
 
 NAMESPACE = "urn:chorus-gateway:canonical-invoice:1"
 
-__all__ = ["NAMESPACE", "Totals", "VatBreakdown", "cents", "compute_totals", "line_net_amount", "to_canonical"]
+__all__ = ["NAMESPACE", "Totals", "VatBreakdown", "cents", "compute_totals", "line_net_amount", "to_canonical",
+           "write_canonical"]
 
 
 def _amount(value: Decimal) -> str:
@@ -35,87 +40,102 @@ def _number(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-class _Builder:
-    """Appends canonical elements; an empty value writes no element."""
+class _Writer:
+    """Writes canonical elements as they come, so that no tree of a big invoice is
+    built (100,000 lines took 300 MB as an lxml tree); an empty value writes no element."""
 
-    def add(self, parent: etree._Element, name: str, value: str | None) -> None:
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def add(self, name: str, value: str | None, **attributes: str) -> None:
         if value:
-            etree.SubElement(parent, f"{{{NAMESPACE}}}{name}").text = value
+            with self.out.element(f"{{{NAMESPACE}}}{name}", attrib=attributes):
+                self.out.write(value)
 
-    def group(self, parent: etree._Element, name: str) -> etree._Element:
-        return etree.SubElement(parent, f"{{{NAMESPACE}}}{name}")
+    @contextlib.contextmanager
+    def group(self, name: str, **attributes: str) -> Iterator[None]:
+        with self.out.element(f"{{{NAMESPACE}}}{name}", attrib=attributes):
+            yield
 
-    def party(self, parent: etree._Element, name: str, party: Party) -> None:
-        element = self.group(parent, name)
-        self.add(element, "Name", party.name)
-        self.add(element, "Siret", party.siret)
-        self.add(element, "VatIdentifier", party.vat_id)
-        address = self.group(element, "PostalAddress")
-        self.add(address, "AddressLine1", party.street)
-        self.add(address, "AddressLine2", party.address_line2)
-        self.add(address, "City", party.city)
-        self.add(address, "PostCode", party.postcode)
-        self.add(address, "CountryCode", party.country)
+    def party(self, name: str, party: Party) -> None:
+        with self.group(name):
+            self.add("Name", party.name)
+            self.add("Siret", party.siret)
+            self.add("VatIdentifier", party.vat_id)
+            with self.group("PostalAddress"):
+                self.add("AddressLine1", party.street)
+                self.add("AddressLine2", party.address_line2)
+                self.add("City", party.city)
+                self.add("PostCode", party.postcode)
+                self.add("CountryCode", party.country)
 
 
 def to_canonical(invoice: ExportedInvoice) -> bytes:
     """The canonical invoice XML of one exported invoice."""
+    buffer = io.BytesIO()
+    write_canonical(invoice, buffer)
+    return buffer.getvalue()
+
+
+def write_canonical(invoice: ExportedInvoice, target: BinaryIO) -> None:
+    """Write the canonical invoice XML of one exported invoice to ``target`` as it goes."""
     totals = compute_totals(invoice.lines, invoice.erp_vat)
-    root = etree.Element(f"{{{NAMESPACE}}}Invoice", nsmap={None: NAMESPACE})
-    b = _Builder()
-    b.add(root, "InvoiceNumber", invoice.number)
-    b.add(root, "IssueDate", invoice.issue_date.isoformat())
-    b.add(root, "InvoiceTypeCode", invoice.type_code)
-    b.add(root, "CurrencyCode", invoice.currency)
-    b.add(root, "PaymentDueDate", invoice.due_date.isoformat() if invoice.due_date else None)
-    b.add(root, "BuyerReference", invoice.service_code)
-    b.add(root, "PurchaseOrderReference", invoice.commitment_number)
-    b.add(root, "ContractReference", invoice.contract_reference)
-    b.add(root, "BusinessProcessType", invoice.cadre)
+    with etree.xmlfile(target, encoding="UTF-8") as out:
+        out.write_declaration()
+        with out.element(f"{{{NAMESPACE}}}Invoice", nsmap={None: NAMESPACE}):
+            _write(_Writer(out), invoice, totals)
+
+
+def _write(w: _Writer, invoice: ExportedInvoice, totals: Totals) -> None:
+    w.add("InvoiceNumber", invoice.number)
+    w.add("IssueDate", invoice.issue_date.isoformat())
+    w.add("InvoiceTypeCode", invoice.type_code)
+    w.add("CurrencyCode", invoice.currency)
+    w.add("PaymentDueDate", invoice.due_date.isoformat() if invoice.due_date else None)
+    w.add("BuyerReference", invoice.service_code)
+    w.add("PurchaseOrderReference", invoice.commitment_number)
+    w.add("ContractReference", invoice.contract_reference)
+    w.add("BusinessProcessType", invoice.cadre)
     if invoice.preceding_invoice:
-        preceding = b.group(root, "PrecedingInvoiceReference")
-        b.add(preceding, "PrecedingInvoiceNumber", invoice.preceding_invoice)
-        b.add(preceding, "PrecedingInvoiceIssueDate",
-              invoice.preceding_invoice_date.isoformat() if invoice.preceding_invoice_date else None)
+        with w.group("PrecedingInvoiceReference"):
+            w.add("PrecedingInvoiceNumber", invoice.preceding_invoice)
+            w.add("PrecedingInvoiceIssueDate",
+                  invoice.preceding_invoice_date.isoformat() if invoice.preceding_invoice_date else None)
     for attachment in invoice.attachments:
-        document = b.group(root, "AdditionalSupportingDocument")
-        document.set("role", attachment.role)
-        b.add(document, "SupportingDocumentReference", attachment.name)
-        b.add(document, "SupportingDocumentDescription", "Facture" if attachment.role == "invoice" else None)
-        b.add(document, "AttachedDocument", base64.b64encode(attachment.content).decode("ascii"))
-        attached = document[-1]
-        attached.set("mimeCode", attachment.mime_type)
-        attached.set("filename", attachment.name)
-    b.party(root, "Seller", invoice.supplier)
-    b.party(root, "Buyer", invoice.buyer)
-    b.add(root, "ActualDeliveryDate", invoice.delivery_date.isoformat() if invoice.delivery_date else None)
-    b.add(root, "DeliverToCountryCode", invoice.deliver_to_country)
+        with w.group("AdditionalSupportingDocument", role=attachment.role):
+            w.add("SupportingDocumentReference", attachment.name)
+            w.add("SupportingDocumentDescription", "Facture" if attachment.role == "invoice" else None)
+            w.add("AttachedDocument", base64.b64encode(attachment.content).decode("ascii"),
+                  mimeCode=attachment.mime_type, filename=attachment.name)
+    w.party("Seller", invoice.supplier)
+    w.party("Buyer", invoice.buyer)
+    w.add("ActualDeliveryDate", invoice.delivery_date.isoformat() if invoice.delivery_date else None)
+    w.add("DeliverToCountryCode", invoice.deliver_to_country)
     if invoice.payment_means:
-        payment = b.group(root, "PaymentInstructions")
-        b.add(payment, "PaymentMeansTypeCode", invoice.payment_means)
-        b.add(payment, "PaymentAccountIdentifier", invoice.iban)
-    document = b.group(root, "DocumentTotals")
-    b.add(document, "SumOfInvoiceLineNetAmount", _amount(totals.sum_of_line_net))
-    b.add(document, "InvoiceTotalAmountWithoutVat", _amount(totals.total_without_vat))
-    b.add(document, "InvoiceTotalVatAmount", _amount(totals.total_vat))
-    b.add(document, "InvoiceTotalAmountWithVat", _amount(totals.total_with_vat))
-    b.add(document, "AmountDueForPayment", _amount(totals.amount_due))
+        with w.group("PaymentInstructions"):
+            w.add("PaymentMeansTypeCode", invoice.payment_means)
+            w.add("PaymentAccountIdentifier", invoice.iban)
+    with w.group("DocumentTotals"):
+        w.add("SumOfInvoiceLineNetAmount", _amount(totals.sum_of_line_net))
+        w.add("InvoiceTotalAmountWithoutVat", _amount(totals.total_without_vat))
+        w.add("InvoiceTotalVatAmount", _amount(totals.total_vat))
+        w.add("InvoiceTotalAmountWithVat", _amount(totals.total_with_vat))
+        w.add("AmountDueForPayment", _amount(totals.amount_due))
     for entry in totals.breakdown:
-        vat = b.group(root, "VatBreakdown")
-        b.add(vat, "VatCategoryTaxableAmount", _amount(entry.taxable_amount))
-        b.add(vat, "VatCategoryTaxAmount", _amount(entry.tax_amount))
-        b.add(vat, "VatCategoryCode", entry.category)
-        b.add(vat, "VatCategoryRate", _number(entry.rate))
-        b.add(vat, "VatExemptionReasonText", entry.exemption_reason)
-        b.add(vat, "VatExemptionReasonCode", entry.exemption_code)
+        with w.group("VatBreakdown"):
+            w.add("VatCategoryTaxableAmount", _amount(entry.taxable_amount))
+            w.add("VatCategoryTaxAmount", _amount(entry.tax_amount))
+            w.add("VatCategoryCode", entry.category)
+            w.add("VatCategoryRate", _number(entry.rate))
+            w.add("VatExemptionReasonText", entry.exemption_reason)
+            w.add("VatExemptionReasonCode", entry.exemption_code)
     for line in invoice.lines:
-        element = b.group(root, "InvoiceLine")
-        b.add(element, "InvoiceLineIdentifier", line.line_id)
-        b.add(element, "InvoicedQuantity", _number(line.quantity))
-        b.add(element, "InvoicedQuantityUnitOfMeasureCode", line.unit_code)
-        b.add(element, "InvoiceLineNetAmount", _amount(line_net_amount(line)))
-        b.add(element, "ItemNetPrice", _number(line.unit_price))
-        b.add(element, "InvoicedItemVatCategoryCode", line.vat_category)
-        b.add(element, "InvoicedItemVatRate", _number(line.vat_rate))
-        b.add(element, "ItemName", line.item_name)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        with w.group("InvoiceLine"):
+            w.add("InvoiceLineIdentifier", line.line_id)
+            w.add("InvoicedQuantity", _number(line.quantity))
+            w.add("InvoicedQuantityUnitOfMeasureCode", line.unit_code)
+            w.add("InvoiceLineNetAmount", _amount(line_net_amount(line)))
+            w.add("ItemNetPrice", _number(line.unit_price))
+            w.add("InvoicedItemVatCategoryCode", line.vat_category)
+            w.add("InvoicedItemVatRate", _number(line.vat_rate))
+            w.add("ItemName", line.item_name)

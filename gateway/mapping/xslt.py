@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -55,6 +56,27 @@ def check_stylesheet(stylesheet: Path) -> None:
     Raises ``MappingError``; the compiled stylesheet is kept for ``transform``.
     """
     _compiled(stylesheet)
+
+
+@functools.cache
+def scratch_directory() -> Path:
+    """A directory of this process's own for the documents Saxon reads and writes.
+
+    Saxon is given files, not strings: a string would be copied into Python's memory,
+    then into Saxon's as UTF-16, and its result back again; a 100,000-line invoice cost
+    hundreds of megabytes that way (benchmarks/bench_big_invoice.py). The files are
+    used under ``_LOCK``, one document at a time.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="gateway-saxon-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def write_scratch(name: str, data: bytes) -> Path:
+    """``data`` in the scratch file ``name`` (under ``_LOCK``), for Saxon to read."""
+    path = scratch_directory() / name
+    path.write_bytes(data)
+    return path
 
 
 @functools.cache
@@ -106,8 +128,9 @@ def saxon_stderr() -> Iterator[list[bytes]]:
     captured.append(sink.read())
 
 
-def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | None = None) -> bytes:
-    """Run ``stylesheet`` over ``document`` and return the serialized result (UTF-8).
+def transform(stylesheet: Path, document: bytes | Path, parameters: dict[str, str] | None = None) -> bytes:
+    """Run ``stylesheet`` over ``document`` (its bytes, or the file that holds them) and
+    return the serialized result (UTF-8).
 
     ``MappingError`` if it fails, with the reason it gives (the text of ``error()`` or
     of a terminating ``xsl:message``), and nothing of Saxon's on stderr.
@@ -120,18 +143,27 @@ def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | No
         if stylesheet not in _SAVING_MESSAGES:
             executable.set_save_xsl_message(True)
             _SAVING_MESSAGES.add(stylesheet)
+        written = isinstance(document, bytes)
+        source = write_scratch("transform-source.xml", document) if isinstance(document, bytes) else document
+        output = scratch_directory() / "transform-result.xml"
         with saxon_stderr() as report:
             try:
-                node = processor.parse_xml(xml_text=document.decode("utf-8"))
+                node = processor.parse_xml(xml_file_name=str(source))
                 if _SET.get(stylesheet) != wanted:
                     _SET.pop(stylesheet, None)
                     executable.clear_parameters()
                     for name, value in wanted.items():
                         executable.set_parameter(name, _string_value(value))
                     _SET[stylesheet] = wanted
-                result = executable.transform_to_string(xdm_node=node)
+                executable.transform_to_file(xdm_node=node, output_file=str(output))
+                del node
+                result = output.read_bytes()
             except PySaxonApiError as exc:
                 failure = exc
+            finally:
+                if written:
+                    source.unlink()
+                output.unlink(missing_ok=True)
         messages = _messages(executable)
     if failure is None:
         # Nothing failed: whatever was written (Saxon's warnings, the stylesheet's own
@@ -139,7 +171,7 @@ def transform(stylesheet: Path, document: bytes, parameters: dict[str, str] | No
         _write_stderr(report[0] + b"".join(f"{message}\n".encode() for message in messages))
         if not result:
             raise MappingError(f"the stylesheet {stylesheet.name} produced an empty document")
-        return result.encode("utf-8")
+        return result
     # Saxon's report (file positions, template stack) is replaced by its gist; the
     # stylesheet's own earlier messages stay the stylesheet's output, as does what
     # another thread wrote meanwhile.

@@ -55,8 +55,13 @@ def build_archive(members: Sequence[tuple[str, bytes]]) -> bytes:
     """
     if not members:
         raise PackagingError("an empty flow is refused by Chorus Pro; nothing to pack")
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    out = io.BytesIO()
+    # The tar is compressed as it is written, never held whole: deflate gives the same
+    # bytes however its input is cut, so the sha256 is that of earlier versions.
+    with (
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
         for name, data in sorted(members):
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -65,9 +70,6 @@ def build_archive(members: Sequence[tuple[str, bytes]]) -> bytes:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(data))
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
-        gz.write(tar_bytes.getvalue())
     return out.getvalue()
 
 

@@ -97,7 +97,9 @@ class Invoice(Base):
     partner: Mapped[str | None] = mapped_column(String(100))
     syntax: Mapped[str | None] = mapped_column(String(20))
     payload_sha256: Mapped[str | None] = mapped_column(String(64))
-    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Loaded only when read: a row moved from status to status must not bring its
+    #: document along (a 100,000-line invoice's is some 50 MB).
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     #: The XSDs and rule sets that validated it (None until validated).
     validation_set_id: Mapped[int | None] = mapped_column(ForeignKey("validation_sets.id"))
     #: The rejected invoice this one corrects (same supplier, number and year).

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker, undefer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
@@ -289,9 +289,10 @@ class Tx(ReferenceData, WireEvidence, History):
         return self.session.scalars(query).all()
 
     def invoices_ready(self, *, partner: str, syntax: str) -> Sequence[Invoice]:
-        """Valid invoices waiting for a flow, oldest first."""
+        """Valid invoices waiting for a flow, oldest first, with their documents (to be packed)."""
         return self.session.scalars(
             select(Invoice)
+            .options(undefer(Invoice.payload))
             .where(
                 Invoice.status == InvoiceStatus.VALID.value,
                 Invoice.partner == partner,

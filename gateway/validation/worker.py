@@ -17,11 +17,15 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import structlog
@@ -40,19 +44,22 @@ _HEADER = struct.Struct(">Q")
 
 def _write(stream: IO[bytes], message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    # Two writes rather than one concatenation: a 65 MB document would be copied once more.
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
     stream.flush()
 
 
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
+def _read_exactly(stream: IO[bytes], size: int) -> bytearray:
+    data = bytearray(size)
+    view = memoryview(data)
+    done = 0
+    while done < size:
+        count = stream.readinto(view[done:])  # type: ignore[attr-defined]
+        if not count:
             raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        done += count
+    return data
 
 
 def _read(stream: IO[bytes]) -> Any:
@@ -61,7 +68,8 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The worker's loop: rule sets first, then (payload, profile, own_output) until EOF or None."""
+    """The worker's loop: rule sets first, then (document, profile, own_output) until EOF or
+    None; the document is the path of a file the caller wrote (or the bytes themselves)."""
     registry = RuleRegistry(_read(requests))
     _write(replies, ("ready", None))
     while True:
@@ -71,9 +79,10 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             return
         if request is None:
             return
-        payload, profile, own_output = request
+        document, profile, own_output = request
         try:
-            _parsed, result = schema_layers(payload, profile=profile, registry=registry, own_output=own_output)
+            result = schema_layers(Path(document) if isinstance(document, str) else document, profile=profile,
+                                   registry=registry, own_output=own_output)
             _write(replies, ("ok", result))
         except ValidatorError as exc:
             _write(replies, ("validator-error", exc.message))
@@ -92,6 +101,11 @@ class ValidationWorker:
         self._process: subprocess.Popen[bytes] | None = None
         #: Workers started so far, for the log and for tests.
         self.starts = 0
+        # The document goes to the worker as a file, not down the pipe: the worker then
+        # reads it as a stream and Saxon from the file, never holding its bytes (a
+        # 100,000-line invoice is 65 MB; benchmarks/bench_big_invoice.py).
+        self._directory = Path(tempfile.mkdtemp(prefix="gateway-validation-"))
+        weakref.finalize(self, shutil.rmtree, self._directory, ignore_errors=True)
 
     def __enter__(self) -> ValidationWorker:
         return self
@@ -108,6 +122,9 @@ class ValidationWorker:
             [sys.executable, "-m", "gateway.validation.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # Its scratch files (Saxon's report…) inside ours: a worker killed at its time
+            # budget cannot clean up, this process does.
+            env={**os.environ, "TMPDIR": str(self._directory)},
         )
         self._process = process
         self.starts += 1
@@ -142,16 +159,25 @@ class ValidationWorker:
             process = self._start()
         assert process.stdin is not None
         started = time.monotonic()
+        document = self._directory / "document.xml"
         try:
-            _write(process.stdin, (payload, profile, own_output))
+            document.write_bytes(payload)
+        except OSError as exc:
+            raise ValidatorError(f"the document could not be handed to the validator ({document}): "
+                                 f"{exc.strerror}") from None
+        try:
+            _write(process.stdin, (str(document), profile, own_output))
         except (BrokenPipeError, OSError):
             self._kill()
             raise ValidatorError("the validator process died before this document") from None
-        kind, value = self._receive(
-            self.time_budget,
-            f"validation exceeded its time budget of {self.time_budget:g} s (worker stopped); raise "
-            "[validation] time_budget_seconds if such invoices are expected",
-        )
+        try:
+            kind, value = self._receive(
+                self.time_budget,
+                f"validation exceeded its time budget of {self.time_budget:g} s (worker stopped); raise "
+                "[validation] time_budget_seconds if such invoices are expected",
+            )
+        finally:
+            document.unlink(missing_ok=True)
         if kind == "validator-error":
             raise ValidatorError(value)
         log.debug("validation.schema_layers", seconds=round(time.monotonic() - started, 3))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -119,6 +120,40 @@ def check_xsd(doc: etree._ElementTree, cii: Xsd | None = None) -> list[Finding]:
         Finding("xsd", "XSD", Severity.FATAL, error.path or f"line {error.line}", error.message)
         for error in schema.error_log
     ]
+
+
+#: The elements a document has one of per invoice line, which a streamed check drops as
+#: it goes: UBL invoice and credit note lines, CII trade line items.
+LINE_TAGS = (
+    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}InvoiceLine",
+    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}CreditNoteLine",
+    "{urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100}"
+    "IncludedSupplyChainTradeLineItem",
+)
+
+
+def streamed_valid(source: io.BytesIO | str, root_tag: str, cii: Xsd | None = None) -> bool:
+    """True when the document (in memory, or a file's path) is well-formed, has no DOCTYPE and is valid against the
+    XSD of ``root_tag`` (``cii``: see ``schema_for``), read as a stream: libxml2 checks
+    it while parsing and each line is dropped once read, so that a 100,000-line invoice
+    is never held as a tree. False on any problem, and ``check_xsd`` on a tree (which
+    names each error's place, a stream cannot) says what it is.
+
+    ``huge_tree``: see ``invoice.parse_invoice``, which bounds the size beforehand.
+    """
+    xsd = schema_for(root_tag, cii)
+    if xsd is None:
+        return False
+    events = etree.iterparse(
+        source, events=("end",), tag=LINE_TAGS, schema=_schema(xsd.path, xsd.sha256),
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True,
+    )
+    try:
+        for _event, line in events:
+            line.getparent().remove(line)
+    except etree.XMLSyntaxError:
+        return False
+    return events.root is not None and events.root.tag == root_tag and not events.root.getroottree().docinfo.doctype
 
 
 def file_sha256(path: Path) -> str:
