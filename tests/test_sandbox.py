@@ -6,6 +6,8 @@ import gzip
 import io
 import json
 import tarfile
+import tracemalloc
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from gateway.sandbox import (
     process_flow,
     run_sandbox_once,
 )
+from gateway.sandbox.archive import CHUNK, TAR_OVERHEAD_BYTES, ArchiveRefused, GunzipStream
 from gateway.validation import validate_invoice
 
 SUPPLIER = "73282932000017"
@@ -260,6 +263,84 @@ def test_an_archive_with_a_directory_member_is_refused() -> None:
         tar.addfile(info)
     outcome = process_flow(FLOW_NAME, gzip.compress(raw.getvalue()), settings=SETTINGS, now=NOW)
     assert outcome.status_code == "93" and "not a regular file" in (outcome.problem or "")
+
+
+def _hostile_member(kind: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo({"absolute path": "/etc/0002.xml", "climbs out": "in/../../0002.xml"}.get(kind, "0002.xml"))
+    info.type = {"symbolic link": tarfile.SYMTYPE, "hard link": tarfile.LNKTYPE, "device": tarfile.CHRTYPE,
+                 "fifo": tarfile.FIFOTYPE}.get(kind, tarfile.REGTYPE)
+    info.linkname = "/etc/passwd" if kind == "symbolic link" else ("0001.xml" if kind == "hard link" else "")
+    return info
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("absolute path", "'/etc/0002.xml' has a path that is absolute or leaves the archive"),
+        ("climbs out", "'in/../../0002.xml' has a path that is absolute or leaves the archive"),
+        ("symbolic link", "'0002.xml' is a link (to '/etc/passwd'), not a regular file"),
+        ("hard link", "'0002.xml' is a link (to '0001.xml'), not a regular file"),
+        ("device", "'0002.xml' is not a regular file"),
+        ("fifo", "'0002.xml' is not a regular file"),
+    ],
+)
+def test_a_hostile_archive_is_refused_whole(kind: str, expected: str) -> None:
+    """A good invoice first, then a member that points outside or is not a file: nothing
+    of the flow is integrated."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        good = ubl("F-1")
+        info = tarfile.TarInfo("0001.xml")
+        info.size = len(good)
+        tar.addfile(info, io.BytesIO(good))
+        hostile = _hostile_member(kind)
+        hostile.size = len(good) if hostile.isreg() else 0
+        tar.addfile(hostile, io.BytesIO(good) if hostile.isreg() else None)
+    outcome = process_flow(FLOW_NAME, gzip.compress(raw.getvalue()), settings=SETTINGS, now=NOW)
+    assert (outcome.status_code, outcome.integrated, outcome.rejected) == ("93", (), ())
+    assert expected in (outcome.problem or "")
+
+
+def _gzip_of_zeros(head: bytes, zeros: int) -> bytes:
+    """``head`` then ``zeros`` zero bytes, gzip-compressed as a stream (never held unpacked)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    chunk = bytes(1 << 20)
+    parts = [packer.compress(head)]
+    parts += [packer.compress(chunk) for _ in range(zeros // len(chunk))]
+    return b"".join([*parts, packer.flush()])
+
+
+def test_a_gzip_bomb_is_refused_after_unpacking_its_limit_and_no_more() -> None:
+    limit = 1 << 20
+    bomb = _gzip_of_zeros(b"", 64 << 20)  # 64 MiB of zeros in 64 KiB
+    stream = GunzipStream(io.BytesIO(bomb), limit=limit)
+    with pytest.raises(ArchiveRefused, match=f"exceeds {limit} bytes once unpacked"):
+        stream.drain()
+    assert limit < stream.unpacked <= limit + CHUNK
+
+    # As the sandbox meets them: one member of 64 MiB of zeros (refused from its header,
+    # before its bytes), and zeros after a good archive's end (refused by the flow's limit).
+    member = tarfile.TarInfo("0001.xml")
+    member.size = 64 << 20
+    one_member = _gzip_of_zeros(member.tobuf(tarfile.USTAR_FORMAT), 64 << 20)
+    padded = io.BytesIO()
+    with tarfile.open(fileobj=padded, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        good = ubl("F-1")
+        member = tarfile.TarInfo("0001.xml")
+        member.size = len(good)
+        tar.addfile(member, io.BytesIO(good))
+    trailing = _gzip_of_zeros(padded.getvalue(), 64 << 20)
+    settings = SandboxSettings(max_member_bytes=limit, max_flow_bytes=limit)
+    tracemalloc.start()
+    try:
+        refused = [process_flow(FLOW_NAME, bomb, settings=settings, now=NOW) for bomb in (one_member, trailing)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [outcome.status_code for outcome in refused] == ["93", "93"]
+    assert f"'0001.xml' exceeds {limit} bytes" in (refused[0].problem or "")
+    assert f"exceeds {limit + TAR_OVERHEAD_BYTES} bytes once unpacked" in (refused[1].problem or "")
+    assert peak < 8 << 20  # what was unpacked is never held: far below the 64 MiB
 
 
 @pytest.mark.parametrize(

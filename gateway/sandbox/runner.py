@@ -104,16 +104,17 @@ def run_sandbox_pass(root: Path, settings: SandboxSettings, clock: Clock) -> San
         state = load_state(root / STATE_FILE)
         for path in _waiting_flows(inbox):
             try:
-                archive = path.read_bytes()
+                archive = path.open("rb")
             except FileNotFoundError:
                 continue  # taken away between listing and reading
-            outcome = process_flow(
-                path.name,
-                archive,
-                settings=settings,
-                now=clock.now() + state.clock_offset,
-                already_integrated=frozenset(state.integrated),
-            )
+            with archive:  # read as a stream: a flow is never held whole (archive.py)
+                outcome = process_flow(
+                    path.name,
+                    archive,
+                    settings=settings,
+                    now=clock.now() + state.clock_offset,
+                    already_integrated=frozenset(state.integrated),
+                )
             for name, data in outcome.files:
                 write_atomically(outbox / name, data)
             kept = _move_to_received(path, received)

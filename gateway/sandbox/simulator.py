@@ -29,12 +29,13 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lxml import etree
 
 from gateway.domain import CHANNEL_SYNTAXES, FLOW_KINDS, Syntax
 from gateway.reports.model import ErrorLine
+from gateway.sandbox.archive import ArchiveLimits, ArchiveRefused, read_members
 from gateway.sandbox.cppstatut import flow_error_line, invoice_error_line
 from gateway.sandbox.directory import SAMPLE_PUBLIC_STRUCTURES, PublicStructure
 from gateway.sandbox.scenarios import (
@@ -53,7 +54,7 @@ from gateway.sandbox.scenarios import (
 )
 from gateway.validation import Finding, Severity, is_valid, validate_invoice
 from gateway.validation.chorus import CII_ROOT, NS, is_cii, party_siret
-from gateway.validation.invoice import parse_invoice
+from gateway.validation.invoice import parse_header
 from gateway.validation.xsd import UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
 
 if TYPE_CHECKING:
@@ -78,8 +79,6 @@ _SYNTAX_ROOTS: dict[Syntax, frozenset[str]] = {
 #: Used in a report's name when the deposited name gave no usable interface code.
 _UNKNOWN_REPORT_INTERFACE = "CSO0000A"
 _MAX_FINDINGS_IN_LABEL = 5
-#: Tar headers and padding on top of the members' own bytes.
-_TAR_OVERHEAD_BYTES = 16 * 1024 * 1024
 
 # The sandbox's own error codes: Chorus Pro's catalogue is not public (research §4.3).
 CODE_FILE_NAME = "NOM_FICHIER"
@@ -249,7 +248,7 @@ class _Facts:
 
 def process_flow(
     file_name: str,
-    archive: bytes,
+    archive: bytes | BinaryIO,
     *,
     settings: SandboxSettings,
     now: datetime,
@@ -261,6 +260,8 @@ def process_flow(
     (bad name, partner, interface or archive) or every invoice rejected.
     ``already_integrated`` holds (supplier SIRET, invoice number) pairs from earlier
     flows; an invoice matching one, or an earlier invoice of the same flow, is a duplicate.
+    ``archive``: the flow's bytes, or a seekable stream of them (read as it goes, see
+    ``archive.read_members``).
     """
     if now.tzinfo is None:
         raise ValueError("process_flow needs a timezone-aware 'now'")
@@ -269,13 +270,17 @@ def process_flow(
     try:
         interface, flow_id = _check_name(file_name, settings)
         # A flow named .xml is one invoice sent as itself; .tar.gz is a lot.
-        members = [(file_name, archive)] if file_name.endswith(".xml") else _read_members(archive, settings)
+        stream = io.BytesIO(archive) if isinstance(archive, bytes) else archive
+        if file_name.endswith(".xml"):
+            members = _single(file_name, stream, settings)
+        else:
+            members = _read_members(stream, settings)
         if settings.scenario == SCENARIO_REJECTED:
             raise _FlowRefused(settings.reject_code, settings.rejection_label)
+        integrated, rejected = _check_members(members, interface, settings, already_integrated)
     except _FlowRefused as refused:
         interface, flow_id = _loose_name(file_name)
         return _refused_flow(file_name, interface, flow_id, refused, settings, now)
-    integrated, rejected = _check_members(members, interface, settings, already_integrated)
     status = "93" if not integrated else ("96" if rejected else "90")
     schedule = None
     if integrated and settings.lifecycle:
@@ -331,57 +336,37 @@ def _loose_name(file_name: str) -> tuple[str | None, str]:
     return interface, _UNSAFE.sub("_", match["flow_id"]) or "unnamed"
 
 
-def _read_members(archive: bytes, settings: SandboxSettings) -> list[tuple[str, bytes]]:
-    """The (name, bytes) of each file of a tar.gz flow, in archive order.
+def _read_members(archive: BinaryIO, settings: SandboxSettings) -> Iterable[tuple[str, bytes]]:
+    """The (name, bytes) of each file of a tar.gz flow, in archive order, one at a time.
 
-    Never extracts to disk, so member paths cannot escape anywhere. Raises
-    ``_FlowRefused`` when the archive is unreadable or truncated, empty, holds anything
-    but regular files, or breaks the flow limits.
+    Raises ``_FlowRefused`` when the archive is unreadable or truncated, empty, holds
+    anything but regular files inside it, or breaks the flow limits: all checked
+    before the first member is read (see ``archive``).
     """
-    members: list[tuple[str, bytes]] = []
-    total = 0
+    limits = ArchiveLimits(settings.max_invoices, settings.max_member_bytes, settings.max_flow_bytes)
     try:
-        tar_bytes = _gunzip(archive, limit=settings.max_flow_bytes + _TAR_OVERHEAD_BYTES)
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-            for info in tar:
-                _check_member_header(info, len(members), total, settings)
-                total += info.size
-                handle = tar.extractfile(info)
-                assert handle is not None  # regular files always have a payload
-                members.append((info.name, handle.read()))
+        return _read_again(read_members(archive, limits))
+    except ArchiveRefused as refused:
+        raise _FlowRefused(CODE_ARCHIVE, refused.label) from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise _FlowRefused(CODE_ARCHIVE, f"the flow is not a readable tar.gz archive: {exc}") from exc
-    if not members:
-        raise _FlowRefused(CODE_ARCHIVE, "the archive holds no file; an empty flow is refused")
-    return members
 
 
-def _gunzip(archive: bytes, *, limit: int) -> bytes:
-    """The whole gzip stream, checked to its end (CRC and length) and bounded in size.
-
-    Reading the tar lazily would accept a truncated gzip whose lost tail held only
-    padding; Chorus Pro would not, so neither does the sandbox.
-    """
-    decompressor = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip framing only
-    data = decompressor.decompress(archive, limit + 1)
-    if len(data) > limit:
-        raise _FlowRefused(CODE_ARCHIVE, f"the flow exceeds {limit} bytes once unpacked")
-    if not decompressor.eof:
-        raise EOFError("the gzip stream is truncated or empty")
-    if decompressor.unused_data:
-        raise EOFError("unexpected bytes after the end of the gzip stream")
-    return data
+def _read_again(members: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes]]:
+    """The members, read again once the whole archive passed: an error now (the file
+    changed meanwhile) refuses the flow as well."""
+    try:
+        yield from members
+    except (ArchiveRefused, tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow could not be read again: {exc}") from exc
 
 
-def _check_member_header(info: tarfile.TarInfo, count: int, total: int, settings: SandboxSettings) -> None:
-    if not info.isreg():
-        raise _FlowRefused(CODE_ARCHIVE, f"archive member {info.name!r} is not a regular file")
-    if count >= settings.max_invoices:
-        raise _FlowRefused(CODE_ARCHIVE, f"the flow holds more than {settings.max_invoices} invoices")
-    if info.size > settings.max_member_bytes:
-        raise _FlowRefused(CODE_ARCHIVE, f"archive member {info.name!r} exceeds {settings.max_member_bytes} bytes")
-    if total + info.size > settings.max_flow_bytes:
-        raise _FlowRefused(CODE_ARCHIVE, f"the flow exceeds {settings.max_flow_bytes} bytes once unpacked")
+def _single(file_name: str, archive: BinaryIO, settings: SandboxSettings) -> list[tuple[str, bytes]]:
+    """An XML flow: one invoice, read only up to the limit of one file."""
+    data = archive.read(settings.max_member_bytes + 1)
+    if len(data) > settings.max_member_bytes:
+        raise _FlowRefused(CODE_ARCHIVE, f"the flow exceeds {settings.max_member_bytes} bytes")
+    return [(file_name, data)]
 
 
 def _refused_flow(
@@ -478,8 +463,9 @@ def _business_problem(
 
 
 def _facts(payload: bytes) -> _Facts:
-    """What the answer needs from an invoice, read as far as the document allows."""
-    parsed = parse_invoice(payload)
+    """What the answer needs from an invoice, read as far as the document allows (its
+    header: the lines are never needed)."""
+    parsed = parse_header(payload)
     if isinstance(parsed, Finding):
         return _Facts()
     root = parsed.getroot()
