@@ -1,6 +1,7 @@
 """The ``gateway`` command: builds the configuration once and calls the stages.
 
-Every ``GatewayError`` becomes one line on stderr and exit code 1 (2 for usage).
+Every ``GatewayError`` becomes one line on stderr and exit code 1 (2 for usage; 75 when
+another gateway holds the store).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gateway.cli.state import State, pass_state
 from gateway.sandbox.scenarios import REPORT_FORMATS as SANDBOX_REPORT_FORMATS
 from gateway.sandbox.scenarios import SCENARIOS as SANDBOX_SCENARIOS
 from gateway.store import db
+from gateway.store.lock import StoreHeld, hold_store
 
 log = structlog.get_logger(__name__)
 
@@ -117,19 +119,23 @@ def run(state: State, once: bool) -> None:
 
     config = state.config()
     _refuse_unavailable(config)
-    store = state.store()
-    pipeline = Pipeline(config=config, store=store, clock=SystemClock())
-    try:
-        if once:
-            summary = pipeline.run_pass()
-            click.echo(json.dumps(_summary_dict(summary)))
-            return
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        run_forever(pipeline, stop)
-    finally:
-        pipeline.close()
+    # One process runs passes on a store (docs/architecture.md): refused, with the
+    # holder's pid and host and exit code 75, before anything is read or started.
+    with hold_store(config.database_url) as lock:
+        store = state.store()
+        pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+        try:
+            if once:
+                summary = pipeline.run_pass()
+                click.echo(json.dumps(_summary_dict(summary)))
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            lock.watch(stop)
+            run_forever(pipeline, stop)
+        finally:
+            pipeline.close()
 
 
 @cli.command()
@@ -291,6 +297,9 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(f"configuration error: {exc.message}", err=True)
         sys.exit(1)
+    except StoreHeld as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
     except GatewayError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)

@@ -3,8 +3,12 @@ invoice, record it (valid, quarantined or validation-error) and archive the file
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +45,18 @@ class IntakeSteps:
     clock: Clock
     gate: ValidationGate
 
+    #: Invoices recorded per transaction, and how long one goes on taking more: short
+    #: transactions let operators' commands write during a long intake (SQLite has one
+    #: writer at a time, and they wait for it up to the busy timeout, 30 s).
+    intake_batch_invoices = 100
+    intake_batch_seconds = 2.0
+    #: The channel's files still ``received`` when its intake began: left by an intake
+    #: that was interrupted, they are resumed when met again (one daemon per store).
+    _resumable_intakes: frozenset[int] = frozenset()
+
     def intake_channel(self, channel: Channel, summary: PassSummary) -> None:
+        with self.store.transaction() as tx:
+            self._resumable_intakes = frozenset(tx.unfinished_source_files(channel.name))
         for path in files.settled_files(channel.watch_dir, settle_seconds=channel.settle_seconds):
             if channel.name in self.gate.unhealthy:
                 break
@@ -70,48 +85,83 @@ class IntakeSteps:
         except InputError as exc:
             bound.error("intake.file_quarantined", reason=exc.message, line=exc.line, field=exc.field)
             return self._quarantine_file(channel, path, exc.message, digest=digest, size=size)
+        if counts is None:
+            bound.debug("intake.claimed_elsewhere", sha256=digest)
+            return "claimed elsewhere"
         summary.invoices.update(counts)
         files.archive_source(path, self.config.archive_dir, channel=channel.name, when=self.clock.now())
         bound.info("intake.file_processed", sha256=digest, **counts)
         return SourceFileStatus.PROCESSED.value
 
-    def _intake_records(self, channel: Channel, path: Path, digest: str, size: int) -> Counter[str]:
-        """All invoices of one file in one transaction: a file-level error leaves nothing."""
-        counts: Counter[str] = Counter()
+    def _intake_records(self, channel: Channel, path: Path, digest: str, size: int) -> Counter[str] | None:
+        """Record every invoice of one file, a batch per transaction; None when another
+        process claimed the file. A file-level error leaves nothing of the file."""
         options = CsvOptions(**vars(channel.csv))
-        now = self.clock.now()
+
+        def read() -> Iterator[ExportedInvoice | RejectedRecord]:
+            return read_export(path, channel.input_format, options, channel.input_stylesheet,
+                               vat_rounding=channel.vat_rounding)
+
+        # A file-level error (a byte not in the encoding, a malformed record) must leave
+        # nothing of the file behind: a file longer than a batch is read through once
+        # before anything is recorded, then read again, one invoice at a time in memory.
+        records = read()
+        head = list(itertools.islice(records, self.intake_batch_invoices + 1))
+        if len(head) > self.intake_batch_invoices:
+            collections.deque(records, maxlen=0)
+            records = read()
+        else:
+            records = iter(head)
         with self.store.transaction() as tx:
-            source = tx.add_source_file(
-                channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
-            )
-            held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
-            exported = read_export(path, channel.input_format, options, channel.input_stylesheet,
-                                   vat_rounding=channel.vat_rounding)
-            for record in exported:
-                counts["received"] += 1
-                if isinstance(record, RejectedRecord):
-                    held.append((record, "; ".join(error.message for error in record.errors)))
-                    continue
-                outcome, reason = self._accept(tx, channel, source, record)
-                if outcome is InvoiceStatus.QUARANTINED:
-                    held.append((record, reason or ""))
-                elif outcome is InvoiceStatus.VALIDATION_ERROR:
-                    counts[InvoiceStatus.VALIDATION_ERROR.value] += 1
-            # Held-back invoices are written only once the whole file has been read: a
-            # file-level error further down must leave nothing of this file behind.
-            for record, reason in held:
-                self._hold_back(tx, channel, source, record, reason, source_encoding(channel.input_format, options))
-            counts["quarantined"] = len(held)
-            counts["valid"] = counts["received"] - len(held) - counts[InvoiceStatus.VALIDATION_ERROR.value]
+            source = tx.claim_source_file(channel=channel.name, name=path.name, path=str(path), sha256=digest,
+                                          size=size, now=self.clock.now(), resumable=self._resumable_intakes)
+            if source is None:
+                return None
+            # Resuming an interrupted intake: batches are whole and the same bytes give the
+            # same invoices in the same order, so the first ones recorded are skipped.
+            recorded = sum(tx.source_file_invoice_statuses(source.id).values())
+        remaining = itertools.islice(records, recorded, None)
+        while self._record_batch(channel, source, remaining, source_encoding(channel.input_format, options)):
+            pass
+        with self.store.transaction() as tx:
+            statuses = tx.source_file_invoice_statuses(source.id)
+            received = sum(statuses.values())
+            errors = statuses.get(InvoiceStatus.VALIDATION_ERROR.value, 0)
+            counts = +Counter({"received": received, InvoiceStatus.VALIDATION_ERROR.value: errors})
+            counts["quarantined"] = statuses.get(InvoiceStatus.QUARANTINED.value, 0)
+            counts["valid"] = received - counts["quarantined"] - errors
             tx.settle_source_file(
-                source,
+                tx.source_file(source.id),
                 status=SourceFileStatus.PROCESSED.value,
                 reason=None,
                 invoice_count=counts["received"],
                 quarantined_count=counts["quarantined"],
-                now=now,
+                now=self.clock.now(),
             )
         return counts
+
+    def _record_batch(
+        self, channel: Channel, source: SourceFile, records: Iterator[ExportedInvoice | RejectedRecord], encoding: str
+    ) -> bool:
+        """Record the next invoices of ``records`` in one transaction, up to a batch's
+        count or time; False when there was none left."""
+        taken = 0
+        deadline = time.monotonic() + self.intake_batch_seconds
+        with self.store.transaction() as tx:
+            held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
+            for record in records:
+                taken += 1
+                if isinstance(record, RejectedRecord):
+                    held.append((record, "; ".join(error.message for error in record.errors)))
+                else:
+                    outcome, reason = self._accept(tx, channel, source, record)
+                    if outcome is InvoiceStatus.QUARANTINED:
+                        held.append((record, reason or ""))
+                if taken >= self.intake_batch_invoices or time.monotonic() >= deadline:
+                    break
+            for record, reason in held:
+                self._hold_back(tx, channel, source, record, reason, encoding)
+        return taken > 0
 
     def _accept(
         self, tx: Tx, channel: Channel, source: SourceFile, invoice: ExportedInvoice
