@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -456,9 +456,14 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         url = urlsplit(section.data.get("endpoint") or "")
         if url.scheme != "sftp" or not url.hostname or not url.username:
             raise ConfigError("must read sftp://user@host[:port]", key=section.key("endpoint"))
-        if "known_hosts" not in section.data.get("credentials", {}):
+        _check_port(url, section.key("endpoint"))
+        credentials = section.data.get("credentials", {})
+        if "known_hosts" not in credentials:
             raise ConfigError("is required for sftp: the server's host key is pinned from it, never learnt",
                               key=section.key("credentials.known_hosts"))
+        if "private_key" not in credentials and "password_file" not in credentials:
+            raise ConfigError("needs private_key or password_file for sftp: the gateway logs in with nothing "
+                              "else (no SSH agent, no ~/.ssh)", key=section.key("credentials"))
     if transport == "as2":
         for key in ("as2_from", "as2_to"):
             if not settings[key]:
@@ -466,6 +471,8 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         if mdn == "async" and not settings["mdn_url"]:
             raise ConfigError('is required with mdn = "async": the URL of `gateway serve`',
                               key=section.key("mdn_url"))
+        if settings["mdn_url"]:
+            _check_port(urlsplit(settings["mdn_url"]), section.key("mdn_url"))
         _check_as2(section)
     return settings
 
@@ -483,10 +490,22 @@ def _check_as2(section: _Section) -> None:
     url = urlsplit(section.data.get("endpoint") or "")
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError("must be the partner's AS2 URL, http(s)://host[:port]/path", key=section.key("endpoint"))
+    _check_port(url, section.key("endpoint"))
     for name in ("own_key", "own_cert", "partner_cert"):
         if name not in section.data.get("credentials", {}):
             raise ConfigError("is required for as2: our signing and decryption key, our certificate, the "
                               "partner's certificate (PEM files)", key=section.key(f"credentials.{name}"))
+
+
+def _check_port(url: SplitResult, key: str) -> None:
+    """A port written in a URL must be 1 to 65535 (urlsplit raises on the first read of a wrong one)."""
+    try:
+        port = url.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        written = url.netloc.rpartition(":")[2]
+        raise ConfigError(f"port {written} is not a port number (1 to 65535)", key=key)
 
 
 def _check_template(template: str, key: str) -> None:
@@ -648,4 +667,10 @@ def ensure_layout(config: Config) -> None:
     if config.sandbox.enabled:
         dirs.append(config.sandbox.root)
     for directory in dirs:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # `config check` names the key; here the path is enough to act on.
+            kind = "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+            raise ConfigError(f"cannot create the directory {directory}: {kind} "
+                              f"({exc.filename or directory}); see `gateway config check`") from None
