@@ -648,7 +648,12 @@ def availability_problems(config: Config) -> list[ConfigError]:
 
 def write_starter(directory: Path) -> Path:
     """Write ``gateway.toml`` and the directory layout it names into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory {directory}: "
+                          f"{'a file is in the way' if isinstance(exc, FileExistsError) else exc.strerror} "
+                          f"({exc.filename or directory})") from None
     target = directory / "gateway.toml"
     if target.exists():
         raise ConfigError(f"{target} already exists; not overwriting it")

@@ -41,6 +41,9 @@ def test_init_writes_a_starter_that_loads_and_its_directories(tmp_path: Path) ->
     assert availability_problems(config) == []
     with pytest.raises(ConfigError, match="already exists"):
         write_starter(tmp_path / "site")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="a file is in the way"):
+        write_starter(tmp_path / "a-file")
 
 
 @pytest.mark.parametrize(
