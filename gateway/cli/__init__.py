@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 )
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 @click.option("--debug", is_flag=True, envvar="GATEWAY_DEBUG",
-              help="Show the traceback of an unexpected error (a bug to report), on stderr and in the log.")
+              help="Show on the console the traceback of an unexpected error (a bug); the JSON log always has it.")
 @click.pass_context
 def cli(
     ctx: click.Context, config_path: Path | None, data_dir: Path | None, log_format: str | None, debug: bool
@@ -288,7 +288,7 @@ def main() -> None:
 
     0 done; 1 an error the operator can act on (``GatewayError``: the line says what);
     2 a wrong command line; 70 an unexpected error, i.e. a bug: one line naming the
-    exception, its traceback in the JSON log and, with ``--debug``, on stderr; 130
+    exception, its traceback in the JSON log and, with ``--debug``, on the console; 130
     interrupted.
     """
     try:
