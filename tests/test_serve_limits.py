@@ -3,6 +3,7 @@ bounded (headers, time, connections, body bytes read and kept), and SIGTERM stop
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import select
@@ -95,6 +96,22 @@ def _answer(client: socket.socket) -> bytes:
     return data
 
 
+def _answer_while_sending(port: int, data: bytes) -> bytes:
+    """The answer to ``data``, read while it is still being sent, as a client that does not wait to finish."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the server closed after answering
+            client.sendall(data)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        return _answer(client)
+    finally:
+        sender.join(30)
+
+
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
@@ -121,7 +138,7 @@ def test_serve_refuses_hostile_requests_without_reading_or_keeping_more_than_the
         # 200 headers of 60 KB (measured: the connection broke): 431, read whole by the client, which was still
         # sending when the server answered after the default 64 KiB of head.
         huge = "".join(f"X-Filler-{i}: {'a' * 60_000}\r\n" for i in range(200))
-        answer = _answer(_request(port, f"POST / HTTP/1.1\r\nHost: gateway\r\n{huge}\r\n"))
+        answer = _answer_while_sending(port, f"POST / HTTP/1.1\r\nHost: gateway\r\n{huge}\r\n".encode())
         assert _status(answer) == 431 and answer.endswith(b"the request line and headers exceed 65536 bytes\n")
         # More header lines than max_headers, each short.
         many = "".join(f"X-Line-{i}: {i}\r\n" for i in range(31))
@@ -146,8 +163,9 @@ def test_serve_refuses_hostile_requests_without_reading_or_keeping_more_than_the
         answer = _answer(_request(port, _as2_head(PARTNER, f"Content-Length: {len(junk)}\r\n"), junk))
         assert _status(answer) == 400
 
-        # max_connections = 3 clients trickling their headers hold every connection: the next is refused at
-        # once with 503; the three are cut at the 2 s deadline with 408 although each sends a byte every 0.2 s.
+        # max_connections = 3 clients trickling their headers hold every connection (the request above was read
+        # whole, so its connection was released before its answer ended): the next is refused at once with 503;
+        # the three are cut at the 2 s deadline with 408 although each sends a byte every 0.2 s.
         trickling = [_request(port, "POST / HTTP/1.1\r\nX-Slow: ") for _ in range(3)]
         busy = _answer(socket.create_connection(("127.0.0.1", port), timeout=30))
         assert _status(busy) == 503 and b"\r\nRetry-After: 30\r\n" in busy
@@ -216,23 +234,27 @@ def test_serve_stops_within_seconds_of_sigterm_with_a_client_still_sending(tmp_p
 
 
 def test_stop_lets_a_request_already_read_finish(tmp_path: Path) -> None:
-    """In process: a request whose handler is running when ``stop()`` is called is answered."""
-    release, running = threading.Event(), threading.Event()
+    """In process: a handler still running once ``stop()`` has closed the listening socket gets its answer out."""
+    port, running = 0, threading.Event()
 
     def handler(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         running.set()
-        release.wait(10)
-        return 200, {}, b"done: " + body
+        end = time.monotonic() + 10
+        while time.monotonic() < end:  # until stop() has begun: nothing listens any more
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return 200, {}, b"done: " + body
+            time.sleep(0.05)
+        return 500, {}, b"stop() was never called"
 
     endpoint = AS2Endpoint("127.0.0.1", 0, handler, limits=Limits(shutdown_grace=10), spool_dir=tmp_path).start()
     port = int(endpoint.url.rsplit(":", 1)[1].rstrip("/"))
     client = _request(port, "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n", b"body")
     assert running.wait(10)
-    stopper = threading.Thread(target=endpoint.stop)
-    stopper.start()
-    release.set()
-    stopper.join(20)
-    assert not stopper.is_alive()
+
+    endpoint.stop()
+
     assert _answer(client).endswith(b"\r\n\r\ndone: body")
 
 
