@@ -121,7 +121,7 @@ class Partner:
     #: AS2: the largest request body (message or MDN) `gateway serve` reads from this partner. What comes in is
     #: MDNs (a few KB) and reports: a CR per flow of at most 500 invoices (well under 1 MB) or a batch of
     #: lifecycle statuses (hundreds of bytes each: 20 MB is some 40,000 of them in one file). Opening a
-    #: message takes about 11 times its size in memory (benchmarks/bench_serve.py): the cap is that bound.
+    #: message takes about 13 times its size in memory (benchmarks/bench_serve.py): the cap is that bound.
     as2_max_message_bytes: int = 20_000_000
 
     def credential(self, name: str) -> Path | None:
