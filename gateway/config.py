@@ -118,6 +118,11 @@ class Partner:
     as2_encryption: str = AS2_ENCRYPTIONS[0]
     #: Hours within which a sent flow's integration report is expected.
     report_deadline_hours: float = 4.0
+    #: AS2: the largest request body (message or MDN) `gateway serve` reads from this partner. What comes in is
+    #: MDNs (a few KB) and reports: a CR per flow of at most 500 invoices (well under 1 MB) or a batch of
+    #: lifecycle statuses (hundreds of bytes each: 20 MB is some 40,000 of them in one file). Opening a
+    #: message takes about 13 times its size in memory (benchmarks/bench_serve.py): the cap is that bound.
+    as2_max_message_bytes: int = 20_000_000
 
     def credential(self, name: str) -> Path | None:
         """The file named by ``[partners.X.credentials] name`` (never a secret inline)."""
@@ -159,6 +164,23 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """What one client may cost `gateway serve` (docs/transport.md, "Limits of gateway serve")."""
+
+    #: Connections open at once; the next one is answered 503 with Retry-After.
+    max_connections: int = 16
+    #: The whole request, headers and body, must arrive within this; else 408 and the connection is closed.
+    request_deadline_seconds: float = 60.0
+    #: The request line and headers, in bytes and in number of header lines; beyond: 431.
+    max_header_bytes: int = 65_536
+    max_headers: int = 100
+    #: A refused request's body is kept up to this many bytes (its size and sha256 always).
+    refused_body_keep_bytes: int = 1_048_576
+    #: At SIGTERM, requests already read may finish within this; connections still sending are closed at once.
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -169,6 +191,7 @@ class Config:
     poll_seconds: float = 5.0
     source: Path | None = None  # the file read, None for embedded defaults
     validation: ValidationSettings = field(default_factory=ValidationSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -278,6 +301,7 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
 
     sandbox = _sandbox(top.table("sandbox"), data)
     validation = _validation(top.table("validation"))
+    serve = _serve(top.table("serve"))
     partners = _partners(top.table("partners"), data, sandbox)
     channels = _channels(top.table("channels"), data, partners, base)
     top.done()
@@ -291,7 +315,27 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
         poll_seconds=poll,
         source=source,
         validation=validation,
+        serve=serve,
     )
+
+
+def _serve(section: _Section) -> ServeSettings:
+    defaults = ServeSettings()
+    keep = section.get("refused_body_keep_bytes", int, defaults.refused_body_keep_bytes)
+    if keep < 0:
+        raise ConfigError(f"must be 0 or more, got {keep}", key=section.key("refused_body_keep_bytes"))
+    settings = ServeSettings(
+        max_connections=_positive(section, "max_connections", defaults.max_connections),
+        request_deadline_seconds=float(_positive(section, "request_deadline_seconds",
+                                                 defaults.request_deadline_seconds, float)),
+        max_header_bytes=_positive(section, "max_header_bytes", defaults.max_header_bytes),
+        max_headers=_positive(section, "max_headers", defaults.max_headers),
+        refused_body_keep_bytes=keep,
+        shutdown_grace_seconds=float(_positive(section, "shutdown_grace_seconds", defaults.shutdown_grace_seconds,
+                                               float)),
+    )
+    section.done()
+    return settings
 
 
 def _validation(section: _Section) -> ValidationSettings:
@@ -451,6 +495,7 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         "as2_signing_digest": _one_of(section, "as2_signing_digest", AS2_SIGNING_DIGESTS),
         "as2_encryption": _one_of(section, "as2_encryption", AS2_ENCRYPTIONS),
         "report_deadline_hours": float(_positive(section, "report_deadline_hours", 4.0, float)),
+        "as2_max_message_bytes": _positive(section, "as2_max_message_bytes", 20_000_000),
     }
     if transport == "sftp":
         url = urlsplit(section.data.get("endpoint") or "")
