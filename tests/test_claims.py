@@ -460,6 +460,7 @@ def test_a_daemon_that_lost_its_postgresql_lock_takes_it_back_or_stops(postgres_
         _wait_for(lambda: bool(held.append(take()) or held[-1]), "another process to take the lost lock")
         lost.watch(stop, interval=0.05)
         _wait_for(stop.is_set, "the daemon that lost its lock told to stop")
+        assert lost.lost is not None and f"pid {os.getpid()}" in lost.lost.message
     finally:
         for lock in held:
             if lock is not None:

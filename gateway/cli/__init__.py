@@ -140,6 +140,8 @@ def run(state: State, once: bool) -> None:
             stop.on_signals()
             lock.watch(stop)
             run_forever(pipeline, stop)
+            if lock.lost is not None:
+                raise lock.lost  # stopped because another process took the store: exit 75
         finally:
             pipeline.close()
 

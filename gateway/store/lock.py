@@ -99,6 +99,9 @@ class DaemonLock:
     """A store's daemon lock, held until ``release`` (or the end of a ``with`` block).
     This base holds nothing: a database no other process can open (SQLite in memory)."""
 
+    #: Set when the lock was lost to another process (``watch``): why the daemon stopped.
+    lost: StoreHeld | None = None
+
     def release(self) -> None:
         """Nothing held."""
 
@@ -211,23 +214,21 @@ class _AdvisoryLock(DaemonLock):
 
     def _check(self) -> bool:
         """True while this process holds the lock, or may still take it back."""
-        try:
-            assert self._connection is not None
-            self._connection.execute(text("SELECT 1")).scalar()
-            self._connection.commit()
-            return True
-        except DBAPIError as exc:
-            log.error("alert.store_lock_lost", error=str(exc.orig).strip())
-        except AssertionError:
-            pass  # lost earlier, not taken back yet
-        with contextlib.suppress(Exception):
-            if self._connection is not None:
+        if self._connection is not None:  # else lost earlier, not taken back yet
+            try:
+                self._connection.execute(text("SELECT 1")).scalar()
+                self._connection.commit()
+                return True
+            except DBAPIError as exc:
+                log.error("alert.store_lock_lost", error=str(exc.orig).strip())
+            with contextlib.suppress(Exception):
                 self._connection.close()
-        self._connection = None
+            self._connection = None
         try:
             retaken = _AdvisoryLock.take(self._url)
         except StoreHeld as exc:
             log.error("alert.store_lock_taken", error=exc.message, action="this gateway stops")
+            self.lost = exc
             return False
         except StoreError as exc:
             log.warning("store_lock.retake_failed", error=exc.message)  # the server is still away: again later
