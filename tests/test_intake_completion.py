@@ -30,6 +30,7 @@ from cli_runner import PROJECT, gateway
 from gateway.clock import FixedClock, SystemClock
 from gateway.config import Config, default_config, ensure_layout, load_config
 from gateway.errors import ConfigError, StoreError
+from gateway.intake import files
 from gateway.intake.readers import read_export
 from gateway.intake.sample import write_sample_export
 from gateway.pipeline import PassSummary, Pipeline
@@ -254,13 +255,18 @@ def test_odd_names_links_and_fifos_never_stop_a_pass(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+def pipeline(tmp_path: Path, database_url: str) -> Iterator[Pipeline]:
     """The embedded defaults' channel, with completion "rename": the test itself plays the
     ERP, and its own open handles would make "settle" wait."""
     base = default_config(tmp_path / "data")
     channels = tuple(dataclasses.replace(c, completion="rename") for c in base.channels)
-    config = dataclasses.replace(base, channels=channels, sandbox=dataclasses.replace(base.sandbox, enabled=False))
+    config = dataclasses.replace(base, channels=channels, sandbox=dataclasses.replace(base.sandbox, enabled=False),
+                                 database_url=database_url)
     ensure_layout(config)
+    if database_url.startswith("postgresql"):
+        engine = db.make_engine(database_url)
+        db.upgrade(engine)
+        engine.dispose()
     store = Store.open(config.database_url)
     pipeline = Pipeline(config=config, store=store, clock=SystemClock())
     yield pipeline
@@ -384,3 +390,19 @@ def test_the_sample_export_of_the_docs_is_the_generators_and_reads_clean(tmp_pat
     write_sample_export(tmp_path / "erp-export.csv", 3, seed=1, with_errors=False)
     assert example.read_bytes() == (tmp_path / "erp-export.csv").read_bytes()
     assert [type(record).__name__ for record in read_export(example, "csv")] == ["ExportedInvoice"] * 3
+
+
+def test_a_hard_link_is_refused_unless_its_other_name_is_a_temporary_one_beside_it(tmp_path: Path) -> None:
+    """A writer that links its temporary file to the final name, then unlinks it, is
+    waited for; a link to a file elsewhere is refused."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("root:x:0:0\n")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.csv.tmp").write_text("invoice_number\n")
+    os.link(inbox / "x.csv.tmp", inbox / "x.csv")
+    os.link(outside, inbox / "y.csv")
+    [refused] = files.list_entries(inbox)
+    assert refused.path.name == "y.csv" and refused.refusal and "2 hard links" in refused.refusal
+    (inbox / "x.csv.tmp").unlink()
+    assert [(e.path.name, e.refusal) for e in files.list_entries(inbox)][0] == ("x.csv", None)

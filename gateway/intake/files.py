@@ -172,24 +172,31 @@ def list_entries(directory: Path, *, markers: bool = False) -> list[Entry]:
     """Candidate exports of a watch directory, by name: temporary names, ``.reason`` files,
     directories (``attachments/``) and, with ``markers``, ``.done`` files left out.
 
-    Nothing is opened: a symbolic link, a file with other hard links (it may be a file
-    from elsewhere on the filesystem: ``/etc/passwd``…) and anything but a regular file
-    come back with a ``refusal`` instead.
+    Nothing is opened: a symbolic link, a file with a hard link outside the directory
+    (it may be any file of the filesystem: ``/etc/passwd``…) and anything but a regular
+    file come back with a ``refusal`` instead. A file whose other name is a temporary
+    one in the same directory (a writer that links, then unlinks, instead of renaming)
+    is left for a later pass.
     """
     try:
         scanned = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    entries = []
+    looked: list[tuple[str, os.stat_result]] = []
+    names_of: dict[tuple[int, int], list[str]] = {}
     for item in scanned:
-        name = item.name
-        if is_temporary(name) or name.endswith(REASON_SUFFIX) or (markers and name.endswith(DONE_SUFFIX)):
-            continue
         try:
             status = item.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue  # removed since the listing
-        path = Path(item.path)
+        looked.append((item.name, status))
+        if stat.S_ISREG(status.st_mode):
+            names_of.setdefault((status.st_dev, status.st_ino), []).append(item.name)
+    entries = []
+    for name, status in looked:
+        if is_temporary(name) or name.endswith(REASON_SUFFIX) or (markers and name.endswith(DONE_SUFFIX)):
+            continue
+        path = directory / name
         refusal = None
         if stat.S_ISLNK(status.st_mode):
             if path.is_dir():
@@ -200,8 +207,10 @@ def list_entries(directory: Path, *, markers: bool = False) -> list[Entry]:
         elif not stat.S_ISREG(status.st_mode):
             refusal = f"is not a regular file ({_kind(status.st_mode)})"
         elif status.st_nlink > 1:
-            refusal = (f"has {status.st_nlink} hard links: another name of it is elsewhere, maybe outside the "
-                       "channel")
+            here = names_of[(status.st_dev, status.st_ino)]
+            if len(here) == status.st_nlink and any(is_temporary(other) for other in here):
+                continue
+            refusal = f"has {status.st_nlink} hard links: another name of it is elsewhere, maybe outside the channel"
         if refusal is not None:
             refusal += "; refused without being read: have the ERP write (or copy) the export itself here"
         entries.append(Entry(path, Look.of(status), refusal))

@@ -1,5 +1,5 @@
-"""The intake steps of a pass: read each settled export, map and validate every
-invoice, record it (valid, quarantined or validation-error) and archive the file."""
+"""The intake steps of a pass: claim each complete export, map and validate every
+invoice, record it (valid, quarantined or validation-error) and archive the file as read."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class IntakeSteps:
             if channel.name in self.gate.unhealthy:
                 return
             log.warning("intake.claimed_file_resumed", channel=channel.name, file=files.shown(claimed.name))
-            summary.files[self._take(channel, claimed, claimed.name, summary)] += 1
+            summary.files[self._take(channel, claimed, claimed, summary)] += 1
         for entry in self._complete_entries(channel):
             if channel.name in self.gate.unhealthy:
                 break
@@ -89,7 +89,7 @@ class IntakeSteps:
                 continue
             if entry.marker is not None:
                 self._archive_marker(channel, entry.marker)
-            summary.files[self._take(channel, claimed, entry.path.name, summary)] += 1
+            summary.files[self._take(channel, claimed, entry.path, summary)] += 1
 
     def _complete_entries(self, channel: Channel) -> list[files.Entry]:
         """The channel's exports that its completion strategy says are complete, plus those
@@ -111,26 +111,27 @@ class IntakeSteps:
             self.intake_due_in = wait if self.intake_due_in is None else min(self.intake_due_in, wait)
         return [entry for entry in settled if entry.path not in writing]
 
-    def _take(self, channel: Channel, claimed: Path, original: str, summary: PassSummary) -> str:
-        """Read one claimed export: the per-file boundary, which catches everything but an
-        exit of the interpreter. Returns what became of it."""
+    def _take(self, channel: Channel, claimed: Path, origin: Path, summary: PassSummary) -> str:
+        """Read one claimed export, found at ``origin``: the per-file boundary, which catches
+        everything but an exit of the interpreter. Returns what became of it."""
         # The name readers, reasons and the store give it; longer than any name the
         # gateway writes only when escaped.
-        name = files.fit_name(files.shown(original), 255)
+        name = files.fit_name(files.shown(origin.name), 255)
         bound = log.bind(channel=channel.name, file=name)
         read: Path | None = None
         claim: Claim | None = None
         try:
             read, digest, size = files.snapshot(claimed, self.config.processing_dir / channel.name / files.SNAPSHOTS,
                                                 name)
-            claim = Claim(claimed, read, digest, size, name, files.shown(str(channel.watch_dir / original)))
+            claim = Claim(claimed, read, digest, size, name, files.shown(str(origin)))
             return self.intake_file(channel, claim, summary)
         except Exception as exc:  # noqa: BLE001 - the per-file boundary: quarantine, go on
             bound.exception("intake.internal_error")
             reason = f"{name}: internal error while reading: {files.escaped(repr(exc), 500)}"
             try:
                 if claim is None:
-                    claim = Claim(claimed, claimed, files.NEVER_READ, claimed.stat().st_size, name, name)
+                    claim = Claim(claimed, claimed, files.NEVER_READ, claimed.stat().st_size, name,
+                                  files.shown(str(origin)))
                 return self._quarantine_file(channel, claim, reason)
             except Exception:  # noqa: BLE001 - left claimed: tried again at the next pass
                 bound.exception("alert.intake_failed", detail=f"left in {claimed.parent}, taken again next pass")
