@@ -26,11 +26,14 @@ import os
 import re
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from gateway.log import escaped
 
 #: How an ERP tells that an export is complete (``[channels.X] completion``).
 COMPLETION_STRATEGIES = ("settle", "rename", "done-file")
@@ -69,27 +72,15 @@ _CHUNK = 1 << 20
 # -- names and excerpts ---------------------------------------------------------
 
 
-def escaped(text: str, limit: int | None = MAX_EXCERPT) -> str:
-    """``text`` on one printable line, at most ``limit`` characters plus a note of the cut.
+def excerpt(text: str) -> str:
+    """A reason, or an excerpt of an export's content, on one printable line (control
+    characters and bytes that are not UTF-8 escaped: hostile input cannot forge a log
+    line or break a one-line ``.reason`` file) and at most ``MAX_EXCERPT`` characters.
 
-    Control characters, line separators and lone surrogates are written as Python
-    escapes, so that an excerpt of hostile input cannot forge a log line or break a
-    one-line ``.reason`` file, and always encodes as UTF-8.
-
-    >>> escaped("a\\nb\\tc\\x1b[31m")
-    'a\\\\nb\\\\tc\\\\x1b[31m'
-    >>> escaped("é" * 5, limit=3)
-    'ééé… (2 more characters)'
+    >>> excerpt("x.csv, line 1, field 'root:x:0:0\\n': unknown column")
+    "x.csv, line 1, field 'root:x:0:0\\\\n': unknown column"
     """
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
-    if limit is not None and len(text) > limit:
-        return f"{text[:limit]}… ({len(text) - limit} more characters)"
-    return text
-
-
-def _escape(ch: str) -> str:
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch) or ascii(ch)[1:-1]
+    return escaped(text, MAX_EXCERPT)
 
 
 def shown(name: str) -> str:
@@ -99,7 +90,7 @@ def shown(name: str) -> str:
     >>> shown(os.fsdecode(b"caf\\xe9\\n.csv"))
     'caf\\\\xe9\\\\n.csv'
     """
-    return escaped(os.fsencode(name).decode("utf-8", errors="backslashreplace"), limit=None)
+    return escaped(name, sys.maxsize)
 
 
 def fit_name(name: str, limit: int = MAX_NAME_BYTES) -> str:
@@ -483,7 +474,7 @@ def stamped(name: str, when: datetime, source_id: int | None = None) -> str:
 def write_reason(target: Path, reason: str) -> Path:
     """The one-line ``.reason`` file beside ``target``."""
     path = target.with_name(target.name + REASON_SUFFIX)
-    _write_atomically(path, (escaped(reason) + "\n").encode("utf-8"))
+    _write_atomically(path, (excerpt(reason) + "\n").encode("utf-8"))
     return path
 
 

@@ -14,11 +14,12 @@ import structlog
 
 from gateway.config import Channel
 from gateway.domain import InvoiceStatus, SourceFileStatus
-from gateway.errors import InputError, MappingError, ValidatorError
+from gateway.errors import GatewayError, InputError, MappingError, ValidatorError
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
 from gateway.intake.readers import read_export, source_encoding
 from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, RejectedRecord
+from gateway.log import escaped
 from gateway.mapping import compute_totals, map_invoice
 from gateway.pipeline.summary import PassSummary
 from gateway.store import DuplicateInvoice, Tx
@@ -33,6 +34,45 @@ if TYPE_CHECKING:
     from gateway.validation_gate import ValidationGate
 
 log = structlog.get_logger("gateway.pipeline")
+
+#: An export whose intake fails this many passes in a row (an unexpected error, not a
+#: refusal of its content) is quarantined; until then it waits, claimed, in processing/.
+FAILED_PASSES_BEFORE_QUARANTINE = 3
+
+
+class FileFailures:
+    """Passes in a row in which each export's intake failed, kept by the running process.
+
+    A file that changed (size or modification time) starts again from zero: the ERP wrote
+    it again. A restart forgets the counts: the file gets its N tries again.
+    """
+
+    def __init__(self) -> None:
+        self._failed: dict[tuple[str, Path], tuple[tuple[int, int] | None, int]] = {}
+
+    def failed(self, channel: str, path: Path) -> int:
+        signature = _signature(path)
+        previous, count = self._failed.get((channel, path), (signature, 0))
+        count = count + 1 if previous == signature else 1
+        self._failed[(channel, path)] = (signature, count)
+        return count
+
+    def forget(self, channel: str, path: Path) -> None:
+        self._failed.pop((channel, path), None)
+
+    def forget_others(self, channel: str, present: list[Path]) -> None:
+        """Drop the counts of files no longer waiting in the channel's directory."""
+        waiting = set(present)
+        for key in [key for key in self._failed if key[0] == channel and key[1] not in waiting]:
+            del self._failed[key]
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 @dataclass(frozen=True)
@@ -58,6 +98,7 @@ class IntakeSteps:
     store: Store
     clock: Clock
     gate: ValidationGate
+    file_failures: FileFailures
     #: Strategy ``settle``: this process's earlier looks at the watch directories.
     _settle_watch: files.SettleWatch | None = None
     #: Seconds after the last intake until a waiting export may be complete (None: none
@@ -66,9 +107,12 @@ class IntakeSteps:
 
     def intake_channel(self, channel: Channel, summary: PassSummary) -> None:
         claims = self.config.processing_dir / channel.name
-        # What a pass that did not end left claimed is taken first; its snapshots are stale.
+        # What a pass that did not end left claimed, or whose intake failed, is taken
+        # first; its snapshots are stale.
         files.remove_quietly(claims / files.SNAPSHOTS)
-        for claimed in files.claimed_files(claims, channel.watch_dir / files.LOCAL_CLAIMS):
+        resumed = files.claimed_files(claims, channel.watch_dir / files.LOCAL_CLAIMS)
+        self.file_failures.forget_others(channel.name, resumed)
+        for claimed in resumed:
             if channel.name in self.gate.unhealthy:
                 return
             log.warning("intake.claimed_file_resumed", channel=channel.name, file=files.shown(claimed.name))
@@ -117,26 +161,47 @@ class IntakeSteps:
         # The name readers, reasons and the store give it; longer than any name the
         # gateway writes only when escaped.
         name = files.fit_name(files.shown(origin.name), 255)
-        bound = log.bind(channel=channel.name, file=name)
         read: Path | None = None
-        claim: Claim | None = None
         try:
             read, digest, size = files.snapshot(claimed, self.config.processing_dir / channel.name / files.SNAPSHOTS,
                                                 name)
-            claim = Claim(claimed, read, digest, size, name, files.shown(str(origin)))
-            return self.intake_file(channel, claim, summary)
-        except Exception as exc:  # noqa: BLE001 - the per-file boundary: quarantine, go on
-            bound.exception("intake.internal_error")
-            reason = f"{name}: internal error while reading: {files.escaped(repr(exc), 500)}"
-            try:
-                if claim is None:
-                    claim = Claim(claimed, claimed, files.NEVER_READ, claimed.stat().st_size, name,
-                                  files.shown(str(origin)))
-                return self._quarantine_file(channel, claim, reason)
-            except Exception:  # noqa: BLE001 - left claimed: tried again at the next pass
-                bound.exception("alert.intake_failed", detail=f"left in {claimed.parent}, taken again next pass")
-                files.remove_quietly(read)
-                return "failed"
+            status = self.intake_file(channel, Claim(claimed, read, digest, size, name, files.shown(str(origin))),
+                                      summary)
+        except Exception as exc:  # noqa: BLE001 - the per-file boundary: log, leave the file claimed, go on
+            files.remove_quietly(read)
+            return self._file_failed(channel, claimed, origin, exc)
+        self.file_failures.forget(channel.name, claimed)
+        return status
+
+    def _file_failed(self, channel: Channel, claimed: Path, origin: Path, exc: Exception) -> str:
+        """An export whose intake raised: left claimed for the next pass, quarantined once it
+        has failed ``FAILED_PASSES_BEFORE_QUARANTINE`` passes in a row.
+
+        Most such failures come from around the file (the store unreachable, a directory
+        replaced, a disk full) and pass once that is fixed: quarantining at the first one
+        would make the operator drop back files that were fine. One that keeps failing is
+        moved aside, so that it stops raising an alert every pass.
+        """
+        name = files.fit_name(files.shown(origin.name), 255)
+        error = escaped(exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}")
+        failed = self.file_failures.failed(channel.name, claimed)
+        # The traceback of what is not the gateway's own error is a bug's: kept in the JSON log.
+        log.error("alert.file_failed", channel=channel.name, file=name, error=error, failed_passes=failed,
+                  waiting_in=escaped(str(claimed.parent)), exc_info=not isinstance(exc, GatewayError))
+        if failed < FAILED_PASSES_BEFORE_QUARANTINE:
+            return "failed"
+        reason = f"{name}: intake failed {failed} passes in a row, the last time with: {error}"
+        try:
+            digest, size = files.file_digest(claimed)
+            status = self._quarantine_file(channel, Claim(claimed, claimed, digest, size, name,
+                                                          files.shown(str(origin))), reason)
+        except Exception as again:  # noqa: BLE001 - the file stays; the next pass tries again
+            log.error("alert.file_failed", channel=channel.name, file=name, failed_passes=failed,
+                      error=escaped(f"could not be quarantined either: {type(again).__name__}: {again}"))
+            return "failed"
+        self.file_failures.forget(channel.name, claimed)
+        log.error("intake.file_quarantined", channel=channel.name, file=name, reason=reason)
+        return status
 
     def intake_file(self, channel: Channel, claim: Claim, summary: PassSummary) -> str:
         """Read, map and validate one claimed export; record every invoice; archive the file."""
@@ -152,9 +217,9 @@ class IntakeSteps:
         try:
             counts, source_id = self._intake_records(channel, claim)
         except InputError as exc:
-            reason = files.escaped(exc.message)
+            reason = files.excerpt(exc.message)
             bound.error("intake.file_quarantined", reason=reason, line=exc.line,
-                        field=None if exc.field is None else files.escaped(exc.field, 200))
+                        field=None if exc.field is None else escaped(exc.field))
             return self._quarantine_file(channel, claim, reason)
         summary.invoices.update(counts)
         self._put_away(channel, claim, self.config.archive_dir, source_id)
@@ -215,7 +280,7 @@ class IntakeSteps:
             return InvoiceStatus.QUARANTINED, f"{where}: {exc.message}"
         for warning in invoice.warnings:
             log.warning("invoice.warning", channel=channel.name, file=source.name, line=invoice.first_line,
-                        invoice=invoice.number, warning=files.escaped(warning))
+                        invoice=invoice.number, warning=files.excerpt(warning))
         fields = {
             "syntax": channel.syntax.value,
             "payload": payload,
@@ -316,7 +381,7 @@ class IntakeSteps:
     ) -> None:
         """Quarantine one invoice: a row with the reason, and its own text in a file of its own."""
         number = record.number if isinstance(record, ExportedInvoice) else record.invoice_number
-        reason = files.escaped(reason)
+        reason = files.excerpt(reason)
         log.warning(
             "invoice.quarantined",
             channel=channel.name,
@@ -420,7 +485,7 @@ class IntakeSteps:
         except OSError as exc:
             target.unlink(missing_ok=True)
             log.warning("intake.marker_not_archived", channel=channel.name, file=files.shown(marker.name),
-                        error=files.escaped(str(exc), 300))
+                        error=escaped(str(exc)))
             files.remove_quietly(marker)
 
 
