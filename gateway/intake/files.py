@@ -48,9 +48,8 @@ TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", "~")
 DONE_SUFFIX = ".done"
 #: Files the gateway itself writes beside quarantined files; never exports.
 REASON_SUFFIX = ".reason"
-#: Where claimed exports wait while they are read, under the data directory.
-PROCESSING = "processing"
-#: A claimed export's snapshot directory, inside its channel's processing directory.
+#: A claimed export's snapshot directory, inside its channel's processing directory
+#: (``Config.processing_dir``).
 SNAPSHOTS = ".read"
 #: The claim directory inside a watch directory that is on another filesystem than the
 #: data directory (an NFS or SMB share): a rename is atomic only within one filesystem.
@@ -366,12 +365,18 @@ def claim(path: Path, claims: Path, fallback: Path) -> Path | None:
 
 def claimed_files(*directories: Path) -> list[Path]:
     """Exports left claimed by a pass that did not end (a crash): taken first."""
-    found = []
+    found: list[tuple[int, Path]] = []
     for directory in directories:
-        if directory.is_dir():
-            found += [path for path in directory.iterdir() if path.is_file() and not path.is_symlink()
-                      and not path.name.startswith(".")]
-    return sorted(found, key=lambda path: path.stat().st_mtime_ns)
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            try:
+                status = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(status.st_mode) and not path.name.startswith("."):
+                found.append((status.st_mtime_ns, path))
+    return [path for _, path in sorted(found)]
 
 
 def snapshot(claimed: Path, directory: Path, name: str) -> tuple[Path, str, int]:
@@ -521,6 +526,8 @@ def held_back_origin(name: str) -> tuple[int, int] | None:
 
 
 def remove_quietly(path: Path | None) -> None:
+    """Remove a file or a directory of the gateway's own (a snapshot, a marker) if it can:
+    what is left is dealt with at the next pass."""
     if path is None:
         return
     try:
@@ -528,7 +535,7 @@ def remove_quietly(path: Path | None) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
-    except FileNotFoundError:
+    except OSError:
         pass
 
 

@@ -454,7 +454,7 @@ class IntakeSteps:
     def _refuse(self, channel: Channel, entry: files.Entry) -> str:
         """Quarantine what must not be read (a symbolic link, a hard link, a FIFO…) without
         opening it: the entry itself is moved, with its reason."""
-        name = files.fit_name(files.shown(entry.path.name))
+        name = files.fit_name(files.shown(entry.path.name), 255)
         reason = f"{name} {entry.refusal}"
         now = self.clock.now()
         try:
@@ -472,20 +472,23 @@ class IntakeSteps:
             log.warning("intake.file_vanished", channel=channel.name, file=name,
                         detail="removed or renamed before it could be refused; nothing was read")
             return "vanished"
+        except Exception as exc:  # noqa: BLE001 - left in place, refused again next pass
+            log.error("alert.file_failed", channel=channel.name, file=name, reason=reason,
+                      error=escaped(f"could not be moved aside: {type(exc).__name__}: {exc}"))
+            return "failed"
         log.error("alert.export_refused", channel=channel.name, file=name, reason=reason, quarantined=str(moved))
         return SourceFileStatus.QUARANTINED.value
 
     def _archive_marker(self, channel: Channel, marker: Path) -> None:
         """Strategy ``done-file``: the marker goes to the archive as its export is claimed,
         so that a later export of the same name waits for a marker of its own."""
-        target = files.free_path(self.config.archive_dir / channel.name,
-                                 files.stamped(files.shown(marker.name), self.clock.now()))
         try:
+            target = files.free_path(self.config.archive_dir / channel.name,
+                                     files.stamped(files.shown(marker.name), self.clock.now()))
             shutil.move(marker, target)
-        except OSError as exc:
-            target.unlink(missing_ok=True)
+        except Exception as exc:  # noqa: BLE001 - removed rather than left to mark a later export complete
             log.warning("intake.marker_not_archived", channel=channel.name, file=files.shown(marker.name),
-                        error=escaped(str(exc)))
+                        error=escaped(f"{type(exc).__name__}: {exc}"))
             files.remove_quietly(marker)
 
 
