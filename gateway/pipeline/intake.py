@@ -12,11 +12,12 @@ import structlog
 
 from gateway.config import Channel
 from gateway.domain import InvoiceStatus, SourceFileStatus
-from gateway.errors import InputError, MappingError, ValidatorError
+from gateway.errors import GatewayError, InputError, MappingError, ValidatorError
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
 from gateway.intake.readers import read_export, source_encoding
 from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, RejectedRecord
+from gateway.log import escaped
 from gateway.mapping import compute_totals, map_invoice
 from gateway.pipeline.summary import PassSummary
 from gateway.store import DuplicateInvoice, Tx
@@ -32,6 +33,45 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("gateway.pipeline")
 
+#: An export whose intake fails this many passes in a row (an unexpected error, not a
+#: refusal of its content) is quarantined; until then it waits in the watched directory.
+FAILED_PASSES_BEFORE_QUARANTINE = 3
+
+
+class FileFailures:
+    """Passes in a row in which each export's intake failed, kept by the running process.
+
+    A file that changed (size or modification time) starts again from zero: the ERP wrote
+    it again. A restart forgets the counts: the file gets its N tries again.
+    """
+
+    def __init__(self) -> None:
+        self._failed: dict[tuple[str, Path], tuple[tuple[int, int] | None, int]] = {}
+
+    def failed(self, channel: str, path: Path) -> int:
+        signature = _signature(path)
+        previous, count = self._failed.get((channel, path), (signature, 0))
+        count = count + 1 if previous == signature else 1
+        self._failed[(channel, path)] = (signature, count)
+        return count
+
+    def forget(self, channel: str, path: Path) -> None:
+        self._failed.pop((channel, path), None)
+
+    def forget_others(self, channel: str, present: list[Path]) -> None:
+        """Drop the counts of files no longer waiting in the channel's directory."""
+        waiting = set(present)
+        for key in [key for key in self._failed if key[0] == channel and key[1] not in waiting]:
+            del self._failed[key]
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
 
 class IntakeSteps:
     """Steps of ``Pipeline``, which provides what is declared here."""
@@ -40,18 +80,48 @@ class IntakeSteps:
     store: Store
     clock: Clock
     gate: ValidationGate
+    file_failures: FileFailures
 
     def intake_channel(self, channel: Channel, summary: PassSummary) -> None:
-        for path in files.settled_files(channel.watch_dir, settle_seconds=channel.settle_seconds):
+        settled = files.settled_files(channel.watch_dir, settle_seconds=channel.settle_seconds)
+        self.file_failures.forget_others(channel.name, settled)
+        for path in settled:
             if channel.name in self.gate.unhealthy:
                 break
-            bound = log.bind(channel=channel.name, file=path.name)
             try:
                 status = self.intake_file(channel, path, summary)
-            except Exception as exc:  # noqa: BLE001 - the per-file boundary: quarantine, go on
-                bound.exception("intake.internal_error")
-                status = self._quarantine_file(channel, path, f"internal error while reading: {exc!r}")
+            except Exception as exc:  # noqa: BLE001 - the per-file boundary: log, leave the file, go on
+                status = self._file_failed(channel, path, exc)
+            else:
+                self.file_failures.forget(channel.name, path)
             summary.files[status] += 1
+
+    def _file_failed(self, channel: Channel, path: Path, exc: Exception) -> str:
+        """An export whose intake raised: left where it is for the next pass, quarantined
+        once it has failed ``FAILED_PASSES_BEFORE_QUARANTINE`` passes in a row.
+
+        Most such failures come from around the file (the store unreachable, a directory
+        replaced, a disk full) and pass once that is fixed: quarantining at the first one
+        would make the operator drop back files that were fine. One that keeps failing is
+        moved aside, so that it stops raising an alert every pass.
+        """
+        error = escaped(exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}")
+        failed = self.file_failures.failed(channel.name, path)
+        # The traceback of what is not the gateway's own error is a bug's: kept in the JSON log.
+        log.error("alert.file_failed", channel=channel.name, file=escaped(path.name), error=error,
+                  failed_passes=failed, exc_info=not isinstance(exc, GatewayError))
+        if failed < FAILED_PASSES_BEFORE_QUARANTINE:
+            return "failed"
+        reason = f"intake failed {failed} passes in a row, the last time with: {error}"
+        try:
+            status = self._quarantine_file(channel, path, reason)
+        except Exception as again:  # noqa: BLE001 - the file stays; the next pass tries again
+            log.error("alert.file_failed", channel=channel.name, file=escaped(path.name), failed_passes=failed,
+                      error=escaped(f"could not be quarantined either: {type(again).__name__}: {again}"))
+            return "failed"
+        self.file_failures.forget(channel.name, path)
+        log.error("intake.file_quarantined", channel=channel.name, file=escaped(path.name), reason=reason)
+        return status
 
     def intake_file(self, channel: Channel, path: Path, summary: PassSummary) -> str:
         """Read, map and validate one export; record every invoice; archive the file."""

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -27,13 +27,29 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"database URL {url!r} is not valid: {exc}") from None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, poolclass=NullPool)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, poolclass=NullPool)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:  # the driver: SQLAlchemy imports it when the engine is made
+        raise StoreError(missing_driver_message(parsed, exc)) from None
+
+
+def missing_driver_message(url: URL, exc: ImportError) -> str:
+    """What to install when the driver of ``url`` cannot be imported."""
+    module = exc.name or str(exc)
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() != "psycopg":
+            return (f"the PostgreSQL driver {module} is not installed; the gateway uses psycopg 3: write the URL "
+                    "postgresql+psycopg://… and pip install 'chorus-gateway[postgres]'")
+        if isinstance(exc, ModuleNotFoundError):
+            return f"the PostgreSQL driver {module} is not installed: pip install 'chorus-gateway[postgres]'"
+        return f"the PostgreSQL driver psycopg cannot be loaded ({exc}): pip install 'chorus-gateway[postgres]'"
+    return f"the database driver {module} of {url.drivername} cannot be imported: {exc}"
 
 
 class NoStore(StoreError):
@@ -61,7 +77,10 @@ def make_read_only_engine(url: str) -> Engine:
         # -wal/-shm beside it, even for root, whom the directory's mode does not stop.
         copy = not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
         return create_engine(url, poolclass=NullPool, creator=lambda: _open_sqlite_read_only(uri, immutable=copy))
-    engine = create_engine(url, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:
+        raise StoreError(missing_driver_message(parsed, exc)) from None
     event.listen(engine, "connect", _postgresql_read_only)
     return engine
 
