@@ -18,6 +18,7 @@ from typing import Any
 from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
+from gateway.intake.files import COMPLETION_STRATEGIES, WATCH_MODES
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.intake.records import VAT_ROUNDING_POLICIES
 from gateway.mapping.xslt import check_stylesheet
@@ -65,6 +66,11 @@ class Channel:
     input_stylesheet: Path | None = None
     #: A file younger than this is left alone: the ERP may still be writing it.
     settle_seconds: float = 2.0
+    #: How the ERP shows an export is complete: "settle", "rename" or "done-file"
+    #: (``gateway.intake.files.COMPLETION_STRATEGIES``, docs/inputs.md).
+    completion: str = "settle"
+    #: "events": file events wake the daemon; "poll": every poll_seconds only (NFS, SMB).
+    watch: str = "events"
     #: Schematron layers run on its invoices (``gateway.validation.rulesets.PROFILES``).
     validation_profile: str = DEFAULT_PROFILE
     #: The VAT the ERP states: sent when per-line rounding explains it ("erp"), or
@@ -200,6 +206,11 @@ class Config:
     @property
     def archive_dir(self) -> Path:
         return self.data_dir / "archive"
+
+    @property
+    def processing_dir(self) -> Path:
+        """Where exports wait, claimed, while they are read (one directory per channel)."""
+        return self.data_dir / "processing"
 
     @property
     def flows_dir(self) -> Path:
@@ -598,6 +609,15 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
     settle = section.get("settle_seconds", (int, float), 2.0)
     if settle < 0:
         raise ConfigError("must be 0 or more", key=section.key("settle_seconds"))
+    completion = section.get("completion", str, "settle")
+    if completion not in COMPLETION_STRATEGIES:
+        raise ConfigError('must be "settle" (unchanged for settle_seconds, no writer), "rename" (the ERP writes '
+                          'x.csv.tmp, then renames it) or "done-file" (x.csv is taken once x.csv.done or x.done '
+                          'appears); see docs/inputs.md', key=section.key("completion"))
+    watch = section.get("watch", str, "events")
+    if watch not in WATCH_MODES:
+        raise ConfigError('must be "events" (file events, on a local disk) or "poll" (every poll_seconds, for a '
+                          'network share: NFS, SMB)', key=section.key("watch"))
     profile = section.get("validation_profile", str, DEFAULT_PROFILE)
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", key=section.key("validation_profile"))
@@ -619,6 +639,8 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         csv=csv,
         input_stylesheet=stylesheet,
         settle_seconds=float(settle),
+        completion=completion,
+        watch=watch,
         validation_profile=profile,
         vat_rounding=vat_rounding,
     )

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterable
 from types import FrameType
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
+from gateway.config import Channel
 from gateway.errors import GatewayError
 from gateway.log import escaped
 from gateway.pipeline import Pipeline
@@ -55,6 +58,39 @@ class _Wake(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
             self.wake.set()
+
+
+def watch_channels(channels: Iterable[Channel], wake: threading.Event) -> BaseObserver | None:
+    """File events for the channels with ``watch = "events"``; the others (network shares,
+    where inotify hears nothing of another machine's writes) are polled only. A channel
+    whose events cannot be had (the inotify limits) is polled too, with a warning."""
+    observer: BaseObserver | None = None
+    for channel in channels:
+        channel.watch_dir.mkdir(parents=True, exist_ok=True)
+        if channel.watch != "events":
+            continue
+        try:
+            observer = observer or Observer()
+            observer.schedule(_Wake(wake), str(channel.watch_dir), recursive=False)
+        except OSError as exc:
+            log.warning("daemon.events_unavailable", channel=channel.name, error=escaped(exc),
+                        detail="this channel is polled every poll_seconds")
+    if observer is not None:
+        try:
+            observer.start()
+        except OSError as exc:
+            log.warning("daemon.events_unavailable", error=escaped(exc), detail="every channel is polled")
+            observer.stop()
+            return None
+    return observer
+
+
+def next_look(pipeline: Pipeline) -> float:
+    """Seconds to the next pass when no file event comes: the poll interval, or sooner
+    when an export waiting to settle may then be complete."""
+    due = pipeline.intake_due_in
+    poll = pipeline.config.poll_seconds
+    return poll if due is None else min(poll, max(due, 0.5))
 
 
 class PassFailures:
@@ -98,11 +134,7 @@ class PassFailures:
 def run_forever(pipeline: Pipeline, stop: threading.Event) -> None:
     """Run passes until ``stop`` is set; a failing pass is logged and retried later."""
     wake = threading.Event()
-    observer = Observer()
-    for channel in pipeline.config.channels:
-        channel.watch_dir.mkdir(parents=True, exist_ok=True)
-        observer.schedule(_Wake(wake), str(channel.watch_dir), recursive=False)
-    observer.start()
+    observer = watch_channels(pipeline.config.channels, wake)
     in_pass = threading.Event()
     finished = threading.Event()
     watcher = threading.Thread(target=_log_stopping, args=(stop, in_pass, finished), name="stop-watcher", daemon=True)
@@ -112,6 +144,7 @@ def run_forever(pipeline: Pipeline, stop: threading.Event) -> None:
     try:
         while not stop.is_set():
             wake.clear()
+            pipeline.intake_due_in = None
             in_pass.set()
             try:
                 pipeline.run_pass()
@@ -120,9 +153,9 @@ def run_forever(pipeline: Pipeline, stop: threading.Event) -> None:
                 _close_quietly(pipeline)
             else:
                 failures.succeeded()
-                # Sleep until a file arrives, the poll interval passes (reports, retries,
-                # files still settling) or a signal asks us to stop.
-                delay = pipeline.config.poll_seconds
+                # Sleep until a file arrives, the poll interval passes (reports, retries),
+                # a file still settling may be complete, or a signal asks us to stop.
+                delay = next_look(pipeline)
             finally:
                 in_pass.clear()
             # While failing, file events do not shorten the wait: a busy inbox would
@@ -130,8 +163,9 @@ def run_forever(pipeline: Pipeline, stop: threading.Event) -> None:
             _sleep(delay, stop, None if failures.in_a_row else wake)
     finally:
         finished.set()
-        observer.stop()
-        observer.join()
+        if observer is not None:
+            observer.stop()
+            observer.join()
         log.info("daemon.stopped", signal=getattr(stop, "signal_name", None))
 
 

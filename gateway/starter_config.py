@@ -78,6 +78,9 @@ syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO110
 """ + _CII_RULES + """\
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
+completion = "settle"          # settle (unchanged, no writer) | rename (ERP writes x.csv.tmp, renames)
+#                              #   | done-file (x.csv taken once x.csv.done appears), docs/inputs.md
+watch = "events"               # events (picked up at once) | poll (every poll_seconds: NFS, SMB shares)
 validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
 vat_rounding = "erp"           # erp (the ERP's VAT, rounded line by line) | recompute, docs/inputs.md
 

@@ -632,9 +632,9 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
         ("F-2026-000101", "integrated", 2),
         ("F-2026-000102", "integrated", 4),
     ]
-    held = quarantine / "c-siret.line3.csv"
+    [held] = quarantine.glob("c-siret.file*.line3.csv")
     assert held.read_text() == csv_text(row("C-2", supplier_siret=BAD_SUPPLIER))
-    held_reason = (quarantine / "c-siret.line3.csv.reason").read_text()
+    held_reason = held.with_name(held.name + ".reason").read_text()
     assert held_reason.startswith("c-siret.csv, line 3, invoice C-2, field 'supplier_siret': ")
     assert sorted(p.name for p in inbox.iterdir()) == []
 
@@ -643,7 +643,11 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
     held.unlink()
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert summary["files"] == {"processed": 1}
-    assert ("C-2", "integrated", 2) in invoices() and ("C-2", "quarantined", 3) in invoices()
+    # The fix is linked to the held-back one, which leaves the invoices to fix (docs/inputs.md).
+    assert ("C-2", "integrated", 2) in invoices() and ("C-2", "corrected", 3) in invoices()
+    listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
+    [old, fix] = [i for i in listed if i["invoice_number"] == "C-2"]
+    assert fix["corrects"] == old["id"]
 
     # A file quarantined whole is read again when dropped back, even unchanged: the
     # operator may have fixed the channel's settings rather than the file.

@@ -1,10 +1,12 @@
-"""The intake steps of a pass: read each settled export, map and validate every
-invoice, record it (valid, quarantined or validation-error) and archive the file."""
+"""The intake steps of a pass: claim each complete export, map and validate every
+invoice, record it (valid, quarantined or validation-error) and archive the file as read."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gateway.pipeline")
 
 #: An export whose intake fails this many passes in a row (an unexpected error, not a
-#: refusal of its content) is quarantined; until then it waits in the watched directory.
+#: refusal of its content) is quarantined; until then it waits, claimed, in processing/.
 FAILED_PASSES_BEFORE_QUARANTINE = 3
 
 
@@ -73,6 +75,22 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An export taken for reading: the claimed file and the snapshot the readers read."""
+
+    #: In ``processing/<channel>/`` (the ERP can no longer reach it by its name).
+    claimed: Path
+    #: The copy that is read; its sha256 and size are those recorded.
+    read: Path
+    sha256: str
+    size: int
+    #: The export's name as the gateway writes it (``files.shown``, fitted).
+    name: str
+    #: Where it came from, shown.
+    origin: str
+
+
 class IntakeSteps:
     """Steps of ``Pipeline``, which provides what is declared here."""
 
@@ -81,81 +99,147 @@ class IntakeSteps:
     clock: Clock
     gate: ValidationGate
     file_failures: FileFailures
+    #: Strategy ``settle``: this process's earlier looks at the watch directories.
+    _settle_watch: files.SettleWatch | None = None
+    #: Seconds after the last intake until a waiting export may be complete (None: none
+    #: waits on time); the daemon looks again then rather than after a whole poll interval.
+    intake_due_in: float | None = None
 
     def intake_channel(self, channel: Channel, summary: PassSummary) -> None:
-        settled = files.settled_files(channel.watch_dir, settle_seconds=channel.settle_seconds)
-        self.file_failures.forget_others(channel.name, settled)
-        for path in settled:
+        claims = self.config.processing_dir / channel.name
+        # What a pass that did not end left claimed, or whose intake failed, is taken
+        # first; its snapshots are stale.
+        files.remove_quietly(claims / files.SNAPSHOTS)
+        resumed = files.claimed_files(claims, channel.watch_dir / files.LOCAL_CLAIMS)
+        self.file_failures.forget_others(channel.name, resumed)
+        for claimed in resumed:
+            if channel.name in self.gate.unhealthy:
+                return
+            log.warning("intake.claimed_file_resumed", channel=channel.name, file=files.shown(claimed.name))
+            summary.files[self._take(channel, claimed, claimed, summary)] += 1
+        for entry in self._complete_entries(channel):
             if channel.name in self.gate.unhealthy:
                 break
-            try:
-                status = self.intake_file(channel, path, summary)
-            except Exception as exc:  # noqa: BLE001 - the per-file boundary: log, leave the file, go on
-                status = self._file_failed(channel, path, exc)
-            else:
-                self.file_failures.forget(channel.name, path)
-            summary.files[status] += 1
+            if entry.refusal is not None:
+                summary.files[self._refuse(channel, entry)] += 1
+                continue
+            if channel.completion == "settle" and not files.unchanged(entry):
+                continue  # written to while earlier files were read: looked at again next pass
+            claimed = files.claim(entry.path, claims, channel.watch_dir / files.LOCAL_CLAIMS)
+            if claimed is None:
+                log.warning("intake.file_vanished", channel=channel.name, file=files.shown(entry.path.name),
+                            detail="removed or renamed by its writer before it was claimed; nothing was read")
+                summary.files["vanished"] += 1
+                continue
+            if entry.marker is not None:
+                self._archive_marker(channel, entry.marker)
+            summary.files[self._take(channel, claimed, entry.path, summary)] += 1
 
-    def _file_failed(self, channel: Channel, path: Path, exc: Exception) -> str:
-        """An export whose intake raised: left where it is for the next pass, quarantined
-        once it has failed ``FAILED_PASSES_BEFORE_QUARANTINE`` passes in a row.
+    def _complete_entries(self, channel: Channel) -> list[files.Entry]:
+        """The channel's exports that its completion strategy says are complete, plus those
+        refused without being read."""
+        done_file = channel.completion == "done-file"
+        entries = files.list_entries(channel.watch_dir, markers=done_file)
+        if done_file:
+            return files.with_done_markers(channel.watch_dir, entries)
+        if channel.completion == "rename":
+            return entries
+        if self._settle_watch is None:
+            self._settle_watch = files.SettleWatch()
+        settled, wait = self._settle_watch.settled(channel.watch_dir, entries, settle_seconds=channel.settle_seconds)
+        writing = files.open_for_writing([e.path for e in settled if e.refusal is None])
+        for path in sorted(writing):
+            # Its writer closing it is a file event: no need to look again sooner.
+            log.info("intake.file_being_written", channel=channel.name, file=files.shown(path.name))
+        if wait is not None:
+            self.intake_due_in = wait if self.intake_due_in is None else min(self.intake_due_in, wait)
+        return [entry for entry in settled if entry.path not in writing]
+
+    def _take(self, channel: Channel, claimed: Path, origin: Path, summary: PassSummary) -> str:
+        """Read one claimed export, found at ``origin``: the per-file boundary, which catches
+        everything but an exit of the interpreter. Returns what became of it."""
+        # The name readers, reasons and the store give it; longer than any name the
+        # gateway writes only when escaped.
+        name = files.fit_name(files.shown(origin.name), 255)
+        read: Path | None = None
+        try:
+            read, digest, size = files.snapshot(claimed, self.config.processing_dir / channel.name / files.SNAPSHOTS,
+                                                name)
+            status = self.intake_file(channel, Claim(claimed, read, digest, size, name, files.shown(str(origin))),
+                                      summary)
+        except Exception as exc:  # noqa: BLE001 - the per-file boundary: log, leave the file claimed, go on
+            files.remove_quietly(read)
+            return self._file_failed(channel, claimed, origin, exc)
+        self.file_failures.forget(channel.name, claimed)
+        return status
+
+    def _file_failed(self, channel: Channel, claimed: Path, origin: Path, exc: Exception) -> str:
+        """An export whose intake raised: left claimed for the next pass, quarantined once it
+        has failed ``FAILED_PASSES_BEFORE_QUARANTINE`` passes in a row.
 
         Most such failures come from around the file (the store unreachable, a directory
         replaced, a disk full) and pass once that is fixed: quarantining at the first one
         would make the operator drop back files that were fine. One that keeps failing is
         moved aside, so that it stops raising an alert every pass.
         """
+        name = files.fit_name(files.shown(origin.name), 255)
         error = escaped(exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}")
-        failed = self.file_failures.failed(channel.name, path)
+        failed = self.file_failures.failed(channel.name, claimed)
         # The traceback of what is not the gateway's own error is a bug's: kept in the JSON log.
-        log.error("alert.file_failed", channel=channel.name, file=escaped(path.name), error=error,
-                  failed_passes=failed, exc_info=not isinstance(exc, GatewayError))
+        log.error("alert.file_failed", channel=channel.name, file=name, error=error, failed_passes=failed,
+                  waiting_in=escaped(str(claimed.parent)), exc_info=not isinstance(exc, GatewayError))
         if failed < FAILED_PASSES_BEFORE_QUARANTINE:
             return "failed"
-        reason = f"intake failed {failed} passes in a row, the last time with: {error}"
+        reason = f"{name}: intake failed {failed} passes in a row, the last time with: {error}"
         try:
-            status = self._quarantine_file(channel, path, reason)
+            digest, size = files.file_digest(claimed)
+            status = self._quarantine_file(channel, Claim(claimed, claimed, digest, size, name,
+                                                          files.shown(str(origin))), reason)
         except Exception as again:  # noqa: BLE001 - the file stays; the next pass tries again
-            log.error("alert.file_failed", channel=channel.name, file=escaped(path.name), failed_passes=failed,
+            log.error("alert.file_failed", channel=channel.name, file=name, failed_passes=failed,
                       error=escaped(f"could not be quarantined either: {type(again).__name__}: {again}"))
             return "failed"
-        self.file_failures.forget(channel.name, path)
-        log.error("intake.file_quarantined", channel=channel.name, file=escaped(path.name), reason=reason)
+        self.file_failures.forget(channel.name, claimed)
+        log.error("intake.file_quarantined", channel=channel.name, file=name, reason=reason)
         return status
 
-    def intake_file(self, channel: Channel, path: Path, summary: PassSummary) -> str:
-        """Read, map and validate one export; record every invoice; archive the file."""
-        bound = log.bind(channel=channel.name, file=path.name)
-        digest, size = files.file_digest(path)
+    def intake_file(self, channel: Channel, claim: Claim, summary: PassSummary) -> str:
+        """Read, map and validate one claimed export; record every invoice; archive the file."""
+        bound = log.bind(channel=channel.name, file=claim.name)
         with self.store.transaction() as tx:
-            settled = tx.find_settled_source_file(channel.name, digest)
+            settled = tx.find_settled_source_file(channel.name, claim.sha256)
         if settled is not None:
             # Same bytes already dealt with: a crash came between the commit and the
             # move, or the ERP dropped the file twice. Never read it a second time.
-            bound.warning("intake.already_processed", source_file=settled.id, sha256=digest)
-            files.archive_source(path, self.config.archive_dir, channel=channel.name, when=self.clock.now())
+            bound.warning("intake.already_processed", source_file=settled.id, sha256=claim.sha256)
+            self._put_away(channel, claim, self.config.archive_dir, settled.id)
             return "already processed"
         try:
-            counts = self._intake_records(channel, path, digest, size)
+            counts, source_id = self._intake_records(channel, claim)
         except InputError as exc:
-            bound.error("intake.file_quarantined", reason=exc.message, line=exc.line, field=exc.field)
-            return self._quarantine_file(channel, path, exc.message, digest=digest, size=size)
+            reason = files.excerpt(exc.message)
+            bound.error("intake.file_quarantined", reason=reason, line=exc.line,
+                        field=None if exc.field is None else escaped(exc.field))
+            return self._quarantine_file(channel, claim, reason)
         summary.invoices.update(counts)
-        files.archive_source(path, self.config.archive_dir, channel=channel.name, when=self.clock.now())
-        bound.info("intake.file_processed", sha256=digest, **counts)
+        self._put_away(channel, claim, self.config.archive_dir, source_id)
+        bound.info("intake.file_processed", sha256=claim.sha256, **counts)
         return SourceFileStatus.PROCESSED.value
 
-    def _intake_records(self, channel: Channel, path: Path, digest: str, size: int) -> Counter[str]:
+    def _intake_records(self, channel: Channel, claim: Claim) -> tuple[Counter[str], int]:
         """All invoices of one file in one transaction: a file-level error leaves nothing."""
         counts: Counter[str] = Counter()
         options = CsvOptions(**vars(channel.csv))
         now = self.clock.now()
         with self.store.transaction() as tx:
             source = tx.add_source_file(
-                channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
+                channel=channel.name, name=claim.name, path=claim.origin, sha256=claim.sha256, size=claim.size,
+                now=now,
             )
             held: list[tuple[ExportedInvoice | RejectedRecord, str]] = []
-            exported = read_export(path, channel.input_format, options, channel.input_stylesheet,
+            # The snapshot is read, but attachments are beside the export in the channel.
+            exported = read_export(claim.read, channel.input_format, options, channel.input_stylesheet,
+                                   attachment_dir=channel.watch_dir / "attachments",
                                    vat_rounding=channel.vat_rounding)
             for record in exported:
                 counts["received"] += 1
@@ -181,7 +265,7 @@ class IntakeSteps:
                 quarantined_count=counts["quarantined"],
                 now=now,
             )
-        return counts
+        return counts, source.id
 
     def _accept(
         self, tx: Tx, channel: Channel, source: SourceFile, invoice: ExportedInvoice
@@ -196,7 +280,7 @@ class IntakeSteps:
             return InvoiceStatus.QUARANTINED, f"{where}: {exc.message}"
         for warning in invoice.warnings:
             log.warning("invoice.warning", channel=channel.name, file=source.name, line=invoice.first_line,
-                        invoice=invoice.number, warning=warning)
+                        invoice=invoice.number, warning=files.excerpt(warning))
         fields = {
             "syntax": channel.syntax.value,
             "payload": payload,
@@ -209,7 +293,9 @@ class IntakeSteps:
             # Neither valid nor invalid: kept with its document, validated again at the
             # next pass (see revalidate). Broken for this invoice, or for all of them?
             self.gate.check_health(channel)
-            tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.VALIDATION_ERROR, reason=exc.message, **fields)
+            waiting = tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.VALIDATION_ERROR, reason=exc.message,
+                                     **fields)
+            self._replace_quarantined(tx, waiting, source)
             log.error("alert.validation_error", channel=channel.name, file=source.name, line=invoice.first_line,
                       invoice=invoice.number, reason=exc.message)
             return InvoiceStatus.VALIDATION_ERROR, exc.message
@@ -228,6 +314,7 @@ class IntakeSteps:
             )
         except DuplicateInvoice as exc:
             return InvoiceStatus.QUARANTINED, f"{where}: duplicate: {exc.message}"
+        self._replace_quarantined(tx, accepted, source)
         if corrected is not None:
             tx.add_status_event(invoice_id=corrected.id, code="corrected", label=f"corrected by invoice #{accepted.id}",
                                 now=self.clock.now())
@@ -237,6 +324,14 @@ class IntakeSteps:
             warnings=sum(1 for f in validation.findings if f.severity.value == "warning"),
         )
         return InvoiceStatus.VALID, None
+
+    def _replace_quarantined(self, tx: Tx, invoice: Invoice, source: SourceFile) -> None:
+        """A quarantined invoice dropped back fixed (or exported again) takes the place of
+        the held-back one, which leaves the list of invoices to fix."""
+        held_back = files.held_back_origin(source.name)
+        for old in tx.correct_quarantined(invoice, now=self.clock.now(), held_back=held_back):
+            log.info("invoice.quarantined_corrected", invoice=invoice.invoice_number, corrected=old.id,
+                     correction=invoice.id, status=invoice.status)
 
     def revalidate(self, channel: Channel, summary: PassSummary) -> None:
         """Validate again the channel's validation-error invoices, now that its validator runs.
@@ -286,6 +381,7 @@ class IntakeSteps:
     ) -> None:
         """Quarantine one invoice: a row with the reason, and its own text in a file of its own."""
         number = record.number if isinstance(record, ExportedInvoice) else record.invoice_number
+        reason = files.excerpt(reason)
         log.warning(
             "invoice.quarantined",
             channel=channel.name,
@@ -306,26 +402,26 @@ class IntakeSteps:
                 "partner": channel.partner,
             }
         )
-        tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.QUARANTINED, reason=reason, **fields)
+        held = tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.QUARANTINED, reason=reason, **fields)
+        self._replace_quarantined(tx, held, source)
         files.quarantine_invoice(
             self.config.quarantine_dir,
             channel=channel.name,
             source_name=source.name,
+            source_id=source.id,
             first_line=record.first_line,
             text=record.original,
             encoding=encoding,
             reason=reason,
         )
 
-    def _quarantine_file(
-        self, channel: Channel, path: Path, reason: str, *, digest: str | None = None, size: int | None = None
-    ) -> str:
-        if digest is None or size is None:
-            digest, size = files.file_digest(path)
+    def _quarantine_file(self, channel: Channel, claim: Claim, reason: str) -> str:
+        """Record the export as quarantined whole and move it, as read, beside its reason."""
         now = self.clock.now()
         with self.store.transaction() as tx:
             source = tx.add_source_file(
-                channel=channel.name, name=path.name, path=str(path), sha256=digest, size=size, now=now
+                channel=channel.name, name=claim.name, path=claim.origin, sha256=claim.sha256, size=claim.size,
+                now=now,
             )
             tx.settle_source_file(
                 source,
@@ -335,8 +431,65 @@ class IntakeSteps:
                 quarantined_count=0,
                 now=now,
             )
-        files.quarantine_source(path, self.config.quarantine_dir, channel=channel.name, reason=reason, when=now)
+        self._put_away(channel, claim, self.config.quarantine_dir, source.id, reason=reason)
         return SourceFileStatus.QUARANTINED.value
+
+    def _put_away(self, channel: Channel, claim: Claim, directory: Path, source_id: int, *,
+                  reason: str | None = None) -> None:
+        """Archive (or quarantine, with ``reason``) exactly the bytes that were read, under a
+        name no other file has; alert if the claimed file changed since it was read."""
+        target = files.free_path(directory / channel.name, files.stamped(claim.name, self.clock.now(), source_id))
+        if reason is not None:
+            files.write_reason(target, reason)
+        claimed = None if claim.read == claim.claimed else claim.claimed
+        done = files.put_away(claim.read, claimed, claim.sha256, target)
+        if done.changed is not None:
+            # A writer still held the file open (unseen: another user, another machine)
+            # and wrote after it was claimed: what it added was not read.
+            log.error("alert.export_changed_while_read", channel=channel.name, file=claim.name, source_file=source_id,
+                      read=str(done.path), changed=str(done.changed), sha256=claim.sha256,
+                      detail="the export changed after it was claimed; only the bytes kept as read were taken: "
+                             "compare the two files and drop the missing invoices back")
+
+    def _refuse(self, channel: Channel, entry: files.Entry) -> str:
+        """Quarantine what must not be read (a symbolic link, a hard link, a FIFO…) without
+        opening it: the entry itself is moved, with its reason."""
+        name = files.fit_name(files.shown(entry.path.name), 255)
+        reason = f"{name} {entry.refusal}"
+        now = self.clock.now()
+        try:
+            with self.store.transaction() as tx:
+                source = tx.add_source_file(channel=channel.name, name=name, path=files.shown(str(entry.path)),
+                                            sha256=files.NEVER_READ, size=entry.look.size, now=now)
+                tx.settle_source_file(source, status=SourceFileStatus.QUARANTINED.value, reason=reason,
+                                      invoice_count=0, quarantined_count=0, now=now)
+                # Moved inside the transaction: no row for an entry that is gone.
+                target = files.free_path(self.config.quarantine_dir / channel.name,
+                                         files.stamped(name, now, source.id))
+                moved = files.move_entry(entry.path, target, channel.watch_dir / files.LOCAL_CLAIMS / "refused")
+                files.write_reason(moved, reason)
+        except FileNotFoundError:
+            log.warning("intake.file_vanished", channel=channel.name, file=name,
+                        detail="removed or renamed before it could be refused; nothing was read")
+            return "vanished"
+        except Exception as exc:  # noqa: BLE001 - left in place, refused again next pass
+            log.error("alert.file_failed", channel=channel.name, file=name, reason=reason,
+                      error=escaped(f"could not be moved aside: {type(exc).__name__}: {exc}"))
+            return "failed"
+        log.error("alert.export_refused", channel=channel.name, file=name, reason=reason, quarantined=str(moved))
+        return SourceFileStatus.QUARANTINED.value
+
+    def _archive_marker(self, channel: Channel, marker: Path) -> None:
+        """Strategy ``done-file``: the marker goes to the archive as its export is claimed,
+        so that a later export of the same name waits for a marker of its own."""
+        try:
+            target = files.free_path(self.config.archive_dir / channel.name,
+                                     files.stamped(files.shown(marker.name), self.clock.now()))
+            shutil.move(marker, target)
+        except Exception as exc:  # noqa: BLE001 - removed rather than left to mark a later export complete
+            log.warning("intake.marker_not_archived", channel=channel.name, file=files.shown(marker.name),
+                        error=escaped(f"{type(exc).__name__}: {exc}"))
+            files.remove_quietly(marker)
 
 
 def _finding_reason(where: str, finding: Finding) -> str:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -295,6 +295,41 @@ class Tx(ReferenceData, WireEvidence, History):
                 "was already accepted"
             ) from None
         self.set_invoice_status(invoice, status, now=now, reason=reason)
+
+    def correct_quarantined(
+        self, invoice: Invoice, *, now: datetime, held_back: tuple[int, int] | None = None
+    ) -> list[Invoice]:
+        """The quarantined invoices that ``invoice``, read from a later export, takes the
+        place of: the one at ``held_back`` (source file id, line: the operator's fix of a
+        held-back invoice's file, whose name says where it came from), and those with the
+        same supplier and number (and year, where both have one) from another file. Each
+        moves to ``corrected``, keeping its reason; ``invoice`` corrects the latest of them
+        unless it already corrects a rejected one."""
+        same: list[Any] = []
+        if held_back is not None:
+            same.append((Invoice.source_file_id == held_back[0]) & (Invoice.source_line == held_back[1]))
+        if invoice.supplier_siret and invoice.invoice_number:
+            key = (Invoice.supplier_siret == invoice.supplier_siret) & (
+                Invoice.invoice_number == invoice.invoice_number)
+            if invoice.issue_year is not None:
+                key &= or_(Invoice.issue_year.is_(None), Invoice.issue_year == invoice.issue_year)
+            same.append(key)
+        if not same:
+            return []
+        replaced = list(self.session.scalars(
+            select(Invoice)
+            .where(Invoice.status == InvoiceStatus.QUARANTINED.value, Invoice.id != invoice.id, or_(*same))
+            .where(or_(Invoice.source_file_id.is_(None), Invoice.source_file_id != invoice.source_file_id))
+            .order_by(Invoice.id)
+        ).all())
+        for old in replaced:
+            old.status = InvoiceStatus.CORRECTED.value
+            old.updated_at = now
+            self.add_status_event(invoice_id=old.id, code=InvoiceStatus.CORRECTED.value,
+                                  label=f"corrected by invoice #{invoice.id}", now=now)
+        if replaced and invoice.corrects_id is None:
+            invoice.corrects_id = replaced[-1].id
+        return replaced
 
     def invoices_in_status(self, status: InvoiceStatus, *, channel: str | None = None) -> Sequence[Invoice]:
         query = select(Invoice).where(Invoice.status == status.value).order_by(Invoice.id)
