@@ -106,6 +106,18 @@ def _collect(config: Config, store: Store, export: Path, summary: PassSummary) -
     return DemoResult(config.data_dir, export, summary, files, invoices, flows, problems)
 
 
+def demo_dict(result: DemoResult) -> dict[str, object]:
+    """What ``render_demo`` prints, for ``gateway demo --json``."""
+    return {
+        "data_dir": str(result.data_dir),
+        "export": str(result.export),
+        "files": result.files,
+        "invoices": result.invoices,
+        "flows": [dataclasses.asdict(flow) for flow in result.flows],
+        "problems": [dataclasses.asdict(problem) for problem in result.problems],
+    }
+
+
 def render_demo(result: DemoResult, console: Console) -> None:
     """Print the tables a new user reads to see what happened."""
     console.print(f"[bold]chorus-gateway demo[/bold] in {result.data_dir}")

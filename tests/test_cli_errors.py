@@ -66,8 +66,8 @@ def test_a_file_where_a_directory_is_expected_and_missing_credentials_are_refuse
 
     listed = gateway("--config", str(config), "invoices", "list", check=False)
     assert listed.returncode in (0, 1)
-    if listed.returncode:
-        assert "is in the way" in _one_line(listed) or "quarantine" in _one_line(listed)
+    if listed.returncode:  # nothing has run here: a read command creates no store (issue 13)
+        assert any(part in _one_line(listed) for part in ("is in the way", "quarantine", "no gateway store"))
 
 
 def test_sftp_settings_run_cannot_use_are_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         # Whatever brought them (a partner's directory, `gateway serve`, `reports ingest`).
         self.reconcile_pending(summary)
         summary.reports_overdue = self.check_overdue()
+        summary.channels_halted = dict(self.gate.unhealthy)
         self.close_transports()
         return summary
 
@@ -97,12 +98,14 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
             names = transport.list_reports()
         except TransportError as exc:
             log.error("reports.pickup_failed", partner=partner.name, error=exc.message)
+            summary.reports_pickup_failed[partner.name] = exc.message
             return
         for name in names:
             try:
                 raw = transport.fetch_report(name)
             except TransportError as exc:
                 log.error("reports.fetch_failed", partner=partner.name, file=name, error=exc.message)
+                summary.reports_pickup_failed.setdefault(partner.name, exc.message)
                 continue
             digest = hashlib.sha256(raw).hexdigest()
             with self.store.transaction() as tx:

@@ -89,6 +89,20 @@ class Store:
             raise
         return cls(engine)
 
+    @classmethod
+    def open_read_only(cls, url: str) -> Store:
+        """Connect for reading only: nothing is created, migrated or written.
+
+        Raises ``db.NoStore`` when there is no store at ``url``, ``StoreError`` when its
+        schema is not this gateway's."""
+        engine = db.make_read_only_engine(url)
+        try:
+            db.require_current_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One unit of work: committed on success, rolled back on any exception."""
