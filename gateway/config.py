@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.errors import ConfigError, MappingError
 from gateway.intake.csv_export import encoding_problem
+from gateway.intake.files import COMPLETION_STRATEGIES, WATCH_MODES
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.intake.records import DEFAULT_MAX_INVOICE_BYTES, DEFAULT_MAX_LINES_PER_INVOICE, VAT_ROUNDING_POLICIES
 from gateway.mapping.xslt import check_stylesheet
@@ -65,6 +66,11 @@ class Channel:
     input_stylesheet: Path | None = None
     #: A file younger than this is left alone: the ERP may still be writing it.
     settle_seconds: float = 2.0
+    #: How the ERP shows an export is complete: "settle", "rename" or "done-file"
+    #: (``gateway.intake.files.COMPLETION_STRATEGIES``, docs/inputs.md).
+    completion: str = "settle"
+    #: "events": file events wake the daemon; "poll": every poll_seconds only (NFS, SMB).
+    watch: str = "events"
     #: Schematron layers run on its invoices (``gateway.validation.rulesets.PROFILES``).
     validation_profile: str = DEFAULT_PROFILE
     #: The VAT the ERP states: sent when per-line rounding explains it ("erp"), or
@@ -121,6 +127,11 @@ class Partner:
     as2_encryption: str = AS2_ENCRYPTIONS[0]
     #: Hours within which a sent flow's integration report is expected.
     report_deadline_hours: float = 4.0
+    #: AS2: the largest request body (message or MDN) `gateway serve` reads from this partner. What comes in is
+    #: MDNs (a few KB) and reports: a CR per flow of at most 500 invoices (well under 1 MB) or a batch of
+    #: lifecycle statuses (hundreds of bytes each: 20 MB is some 40,000 of them in one file). Opening a
+    #: message takes about 13 times its size in memory (benchmarks/bench_serve.py): the cap is that bound.
+    as2_max_message_bytes: int = 20_000_000
 
     def credential(self, name: str) -> Path | None:
         """The file named by ``[partners.X.credentials] name`` (never a secret inline)."""
@@ -162,6 +173,23 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """What one client may cost `gateway serve` (docs/transport.md, "Limits of gateway serve")."""
+
+    #: Connections open at once; the next one is answered 503 with Retry-After.
+    max_connections: int = 16
+    #: The whole request, headers and body, must arrive within this; else 408 and the connection is closed.
+    request_deadline_seconds: float = 60.0
+    #: The request line and headers, in bytes and in number of header lines; beyond: 431.
+    max_header_bytes: int = 65_536
+    max_headers: int = 100
+    #: A refused request's body is kept up to this many bytes (its size and sha256 always).
+    refused_body_keep_bytes: int = 1_048_576
+    #: At SIGTERM, requests already read may finish within this; connections still sending are closed at once.
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -172,6 +200,7 @@ class Config:
     poll_seconds: float = 5.0
     source: Path | None = None  # the file read, None for embedded defaults
     validation: ValidationSettings = field(default_factory=ValidationSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -180,6 +209,11 @@ class Config:
     @property
     def archive_dir(self) -> Path:
         return self.data_dir / "archive"
+
+    @property
+    def processing_dir(self) -> Path:
+        """Where exports wait, claimed, while they are read (one directory per channel)."""
+        return self.data_dir / "processing"
 
     @property
     def flows_dir(self) -> Path:
@@ -281,6 +315,7 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
 
     sandbox = _sandbox(top.table("sandbox"), data)
     validation = _validation(top.table("validation"))
+    serve = _serve(top.table("serve"))
     partners = _partners(top.table("partners"), data, sandbox)
     channels = _channels(top.table("channels"), data, partners, base)
     top.done()
@@ -294,7 +329,27 @@ def _build(raw: dict[str, Any], *, base: Path, source: Path | None, data_dir: Pa
         poll_seconds=poll,
         source=source,
         validation=validation,
+        serve=serve,
     )
+
+
+def _serve(section: _Section) -> ServeSettings:
+    defaults = ServeSettings()
+    keep = section.get("refused_body_keep_bytes", int, defaults.refused_body_keep_bytes)
+    if keep < 0:
+        raise ConfigError(f"must be 0 or more, got {keep}", key=section.key("refused_body_keep_bytes"))
+    settings = ServeSettings(
+        max_connections=_positive(section, "max_connections", defaults.max_connections),
+        request_deadline_seconds=float(_positive(section, "request_deadline_seconds",
+                                                 defaults.request_deadline_seconds, float)),
+        max_header_bytes=_positive(section, "max_header_bytes", defaults.max_header_bytes),
+        max_headers=_positive(section, "max_headers", defaults.max_headers),
+        refused_body_keep_bytes=keep,
+        shutdown_grace_seconds=float(_positive(section, "shutdown_grace_seconds", defaults.shutdown_grace_seconds,
+                                               float)),
+    )
+    section.done()
+    return settings
 
 
 def _validation(section: _Section) -> ValidationSettings:
@@ -454,14 +509,20 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         "as2_signing_digest": _one_of(section, "as2_signing_digest", AS2_SIGNING_DIGESTS),
         "as2_encryption": _one_of(section, "as2_encryption", AS2_ENCRYPTIONS),
         "report_deadline_hours": float(_positive(section, "report_deadline_hours", 4.0, float)),
+        "as2_max_message_bytes": _positive(section, "as2_max_message_bytes", 20_000_000),
     }
     if transport == "sftp":
         url = urlsplit(section.data.get("endpoint") or "")
         if url.scheme != "sftp" or not url.hostname or not url.username:
             raise ConfigError("must read sftp://user@host[:port]", key=section.key("endpoint"))
-        if "known_hosts" not in section.data.get("credentials", {}):
+        _check_port(url, section.key("endpoint"))
+        credentials = section.data.get("credentials", {})
+        if "known_hosts" not in credentials:
             raise ConfigError("is required for sftp: the server's host key is pinned from it, never learnt",
                               key=section.key("credentials.known_hosts"))
+        if "private_key" not in credentials and "password_file" not in credentials:
+            raise ConfigError("needs private_key or password_file for sftp: the gateway logs in with nothing "
+                              "else (no SSH agent, no ~/.ssh)", key=section.key("credentials"))
     if transport == "as2":
         for key in ("as2_from", "as2_to"):
             if not settings[key]:
@@ -469,6 +530,8 @@ def _wire_settings(section: _Section, transport: str) -> dict[str, Any]:
         if mdn == "async" and not settings["mdn_url"]:
             raise ConfigError('is required with mdn = "async": the URL of `gateway serve`',
                               key=section.key("mdn_url"))
+        if settings["mdn_url"]:
+            _check_port(urlsplit(settings["mdn_url"]), section.key("mdn_url"))
         _check_as2(section)
     return settings
 
@@ -486,10 +549,22 @@ def _check_as2(section: _Section) -> None:
     url = urlsplit(section.data.get("endpoint") or "")
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError("must be the partner's AS2 URL, http(s)://host[:port]/path", key=section.key("endpoint"))
+    _check_port(url, section.key("endpoint"))
     for name in ("own_key", "own_cert", "partner_cert"):
         if name not in section.data.get("credentials", {}):
             raise ConfigError("is required for as2: our signing and decryption key, our certificate, the "
                               "partner's certificate (PEM files)", key=section.key(f"credentials.{name}"))
+
+
+def _check_port(url: SplitResult, key: str) -> None:
+    """A port written in a URL must be 1 to 65535 (urlsplit raises on the first read of a wrong one)."""
+    try:
+        port = url.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        written = url.netloc.rpartition(":")[2]
+        raise ConfigError(f"port {written} is not a port number (1 to 65535)", key=key)
 
 
 def _check_template(template: str, key: str) -> None:
@@ -537,6 +612,15 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
     settle = section.get("settle_seconds", (int, float), 2.0)
     if settle < 0:
         raise ConfigError("must be 0 or more", key=section.key("settle_seconds"))
+    completion = section.get("completion", str, "settle")
+    if completion not in COMPLETION_STRATEGIES:
+        raise ConfigError('must be "settle" (unchanged for settle_seconds, no writer), "rename" (the ERP writes '
+                          'x.csv.tmp, then renames it) or "done-file" (x.csv is taken once x.csv.done or x.done '
+                          'appears); see docs/inputs.md', key=section.key("completion"))
+    watch = section.get("watch", str, "events")
+    if watch not in WATCH_MODES:
+        raise ConfigError('must be "events" (file events, on a local disk) or "poll" (every poll_seconds, for a '
+                          'network share: NFS, SMB)', key=section.key("watch"))
     profile = section.get("validation_profile", str, DEFAULT_PROFILE)
     if profile not in PROFILES:
         raise ConfigError(f"must be one of {', '.join(PROFILES)}", key=section.key("validation_profile"))
@@ -560,6 +644,8 @@ def _channel(section: _Section, name: str, data: Path, partners: Mapping[str, Pa
         csv=csv,
         input_stylesheet=stylesheet,
         settle_seconds=float(settle),
+        completion=completion,
+        watch=watch,
         validation_profile=profile,
         vat_rounding=vat_rounding,
         max_lines_per_invoice=max_lines,
@@ -636,7 +722,12 @@ def availability_problems(config: Config) -> list[ConfigError]:
 
 def write_starter(directory: Path) -> Path:
     """Write ``gateway.toml`` and the directory layout it names into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the directory {directory}: "
+                          f"{'a file is in the way' if isinstance(exc, FileExistsError) else exc.strerror} "
+                          f"({exc.filename or directory})") from None
     target = directory / "gateway.toml"
     if target.exists():
         raise ConfigError(f"{target} already exists; not overwriting it")
@@ -655,4 +746,10 @@ def ensure_layout(config: Config) -> None:
     if config.sandbox.enabled:
         dirs.append(config.sandbox.root)
     for directory in dirs:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # `config check` names the key; here the path is enough to act on.
+            kind = "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+            raise ConfigError(f"cannot create the directory {directory}: {kind} "
+                              f"({exc.filename or directory}); see `gateway config check`") from None

@@ -17,6 +17,7 @@ from gateway.errors import ConfigError
 from gateway.intake.sample import write_sample_export
 from gateway.pipeline import PassSummary, Pipeline
 from gateway.store import Store
+from gateway.store.lock import hold_store
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,19 @@ def run_demo(directory: Path, *, invoices: int = 20) -> DemoResult:
         raise ConfigError(f"{directory} is not empty; the demo needs a new or empty directory")
     config = demo_config(directory)
     ensure_layout(config)
-    store = Store.open(config.database_url)
-    try:
-        export = config.channels[0].watch_dir / "erp-export-demo.csv"
-        write_sample_export(export, invoices)
-        pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+    with hold_store(config.database_url):
+        store = Store.open(config.database_url)
         try:
-            summary = pipeline.run_pass()
+            export = config.channels[0].watch_dir / "erp-export-demo.csv"
+            write_sample_export(export, invoices)
+            pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+            try:
+                summary = pipeline.run_pass()
+            finally:
+                pipeline.close()
+            return _collect(config, store, export, summary)
         finally:
-            pipeline.close()
-        return _collect(config, store, export, summary)
-    finally:
-        store.close()
+            store.close()
 
 
 def _collect(config: Config, store: Store, export: Path, summary: PassSummary) -> DemoResult:
@@ -102,6 +104,18 @@ def _collect(config: Config, store: Store, export: Path, summary: PassSummary) -
         if i.status in (InvoiceStatus.QUARANTINED.value, InvoiceStatus.REJECTED.value)
     ]
     return DemoResult(config.data_dir, export, summary, files, invoices, flows, problems)
+
+
+def demo_dict(result: DemoResult) -> dict[str, object]:
+    """What ``render_demo`` prints, for ``gateway demo --json``."""
+    return {
+        "data_dir": str(result.data_dir),
+        "export": str(result.export),
+        "files": result.files,
+        "invoices": result.invoices,
+        "flows": [dataclasses.asdict(flow) for flow in result.flows],
+        "problems": [dataclasses.asdict(problem) for problem in result.problems],
+    }
 
 
 def render_demo(result: DemoResult, console: Console) -> None:

@@ -56,6 +56,9 @@ class InvoiceStatus(enum.StrEnum):
     SENT = "sent"  #: its flow was deposited
     INTEGRATED = "integrated"  #: Chorus Pro integrated it
     REJECTED = "rejected"  #: Chorus Pro rejected it (reason kept)
+    #: was quarantined; a later export of the same invoice (the operator's fix dropped back)
+    #: took its place, and ``corrects`` links that one to it
+    CORRECTED = "corrected"
 
 
 #: Statuses that hold the business key: a second invoice with the same key is a duplicate.

@@ -48,6 +48,16 @@ time_budget_seconds = 60       # per invoice; beyond it the outcome is validatio
 unknown_buyer = "warning"      # warning | error: a buyer SIRET absent from `gateway directory import`
 max_invoice_number_length = 20 # Chorus Pro E1
 
+# `gateway serve`, the AS2 endpoint (docs/transport.md, "Limits of gateway serve"); defaults shown:
+# [serve]
+# max_connections = 16           # at once; the next is answered 503 with Retry-After
+# request_deadline_seconds = 60  # the whole request (headers and body) must arrive within this: else 408
+# max_header_bytes = 65536       # request line and headers; beyond it, or beyond max_headers lines: 431
+# max_headers = 100
+# refused_body_keep_bytes = 1048576  # of a refused body (its size and sha256 are always kept)
+# shutdown_grace_seconds = 5     # at SIGTERM, for requests already received
+# An as2 partner's bodies: [partners.X] as2_max_message_bytes = 20000000 (beyond it: 413)
+
 # A partner is where flows go and reports come back from.
 [partners.sandbox]
 transport = "local"            # local | sftp | as2, see docs/transport.md
@@ -68,8 +78,13 @@ syntax = "ubl"                 # ubl (UBL 2.1, FSO1100A) | cii (CII D16B, FSO110
 """ + _CII_RULES + """\
 partner = "sandbox"
 settle_seconds = 2             # leave files younger than this alone
+completion = "settle"          # settle (unchanged, no writer) | rename (ERP writes x.csv.tmp, renames)
+#                              #   | done-file (x.csv taken once x.csv.done appears), docs/inputs.md
+watch = "events"               # events (picked up at once) | poll (every poll_seconds: NFS, SMB shares)
 validation_profile = "en16931" # en16931 | fr (+ BR-FR) | fr-extended (+ EXTENDED-CTC-FR), docs/validation.md
 vat_rounding = "erp"           # erp (the ERP's VAT, rounded line by line) | recompute, docs/inputs.md
+max_lines_per_invoice = 100000 # one invoice beyond these is held back unread (memory grows with them)
+max_invoice_bytes = 67108864   # 64 MiB: the invoice's rows (its JSON line, its XML element) as written
 
 [channels.erp.csv]
 delimiter = ";"

@@ -54,7 +54,8 @@ def reference_invoice(syntax: Syntax) -> bytes:
 @dataclass
 class ValidationGate:
     config: Config
-    store: Store
+    #: None for `gateway doctor` where no store exists yet: the built-in rule sets only.
+    store: Store | None
     #: channel name → why its validator cannot run, for this pass.
     unhealthy: dict[str, str] = field(default_factory=dict)
     _worker: ValidationWorker | None = None
@@ -63,9 +64,12 @@ class ValidationGate:
 
     def refresh(self) -> None:
         """Read the rule-set registry and whether a directory is loaded, from the store."""
-        with self.store.transaction() as tx:
-            rule_sets = RuleRegistry.default(registered_rule_sets(tx)).all()
-            self._directory_loaded = tx.directory_size() > 0
+        if self.store is None:
+            rule_sets, self._directory_loaded = RuleRegistry.default().all(), False
+        else:
+            with self.store.transaction() as tx:
+                rule_sets = RuleRegistry.default(registered_rule_sets(tx)).all()
+                self._directory_loaded = tx.directory_size() > 0
         if rule_sets != self._rule_sets:
             self.close()  # a new registration: the worker must load it
             self._rule_sets = rule_sets

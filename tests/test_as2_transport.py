@@ -215,8 +215,10 @@ settle_seconds = 0
     return Site(config, {"GATEWAY_DATABASE_URL": url}, inbox, tmp_path / "data" / "flows", url)
 
 
-def _run(site: Site) -> tuple[dict, list[dict]]:
-    result = gateway("--config", str(site.config), "--log-format", "json", "run", "--once", env=site.env)
+def _run(site: Site, code: int = 0) -> tuple[dict, list[dict]]:
+    """One pass; ``code``: the exit code it must give (README, "Exit codes")."""
+    result = gateway("--config", str(site.config), "--log-format", "json", "run", "--once", env=site.env, check=False)
+    assert result.returncode == code, result.stderr
     return json.loads(result.stdout), [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
 
@@ -364,7 +366,7 @@ def test_an_error_mdn_fails_the_flow_at_once_with_an_alert_and_keeps_the_evidenc
     site = _site(tmp_path, pki, partner_server(partner).url)
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
 
-    summary, events = _run(site)
+    summary, events = _run(site, code=3)
 
     [flow] = _stored_flows(site)
     assert flow["status"] == "failed" and flow["attempts"] == 1 and summary["flows_failed"] == [flow["flow_id"]]

@@ -464,8 +464,10 @@ def test_run_once_sends_a_cii_flow_through_the_sandbox(tmp_path: Path, corpus: P
                  f"`gateway --config {config} rules add en16931-cii-1.3.16/xslt`"):
         assert part in problem, part
 
-    blocked = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env)
+    blocked = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env, check=False)
+    assert blocked.returncode == 4  # a channel halted
     summary = json.loads(blocked.stdout)
+    assert list(summary["channels_halted"]) == ["erp"]
     assert summary["files"] == {} and summary["flows_sent"] == []
     [alert] = [json.loads(line) for line in blocked.stderr.splitlines() if "alert.validator_unhealthy" in line]
     assert alert["channel"] == "erp" and "no EN 16931 rule set for CII" in alert["reason"]

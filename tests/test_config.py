@@ -41,6 +41,9 @@ def test_init_writes_a_starter_that_loads_and_its_directories(tmp_path: Path) ->
     assert availability_problems(config) == []
     with pytest.raises(ConfigError, match="already exists"):
         write_starter(tmp_path / "site")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="a file is in the way"):
+        write_starter(tmp_path / "a-file")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +87,50 @@ def test_an_sftp_partner_needs_a_user_a_host_and_a_pinned_host_key(tmp_path: Pat
     assert no_known_hosts.value.key == "partners.sandbox.credentials.known_hosts"
     pinned = sftp.replace("[channels.erp]", '[partners.sandbox.credentials]\nknown_hosts = "keys/known_hosts"\n\n'
                           "[channels.erp]")
-    config = load_config(_write(tmp_path, pinned), env={})
+    with pytest.raises(ConfigError) as no_login:
+        load_config(_write(tmp_path, pinned), env={})
+    assert no_login.value.key == "partners.sandbox.credentials"
+    assert "private_key or password_file" in no_login.value.message
+    with_password = pinned.replace('known_hosts = "keys/known_hosts"\n',
+                                   'known_hosts = "keys/known_hosts"\npassword_file = "keys/password"\n')
+    config = load_config(_write(tmp_path, with_password), env={})
     assert config.partners["sandbox"].credential("known_hosts") == tmp_path / "keys" / "known_hosts"
     assert availability_problems(config) == []
+
+
+_AS2 = """
+transport = "as2"
+endpoint = "{endpoint}"
+as2_from = "US"
+as2_to = "THEM"
+mdn = "async"
+mdn_url = "{mdn_url}"
+[partners.sandbox.credentials]
+own_key = "k.pem"
+own_cert = "c.pem"
+partner_cert = "p.pem"
+"""
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "mdn_url", "key", "port"),
+    [
+        ("sftp://aife@sftp.example:99999", None, "endpoint", "99999"),
+        ("sftp://aife@sftp.example:0", None, "endpoint", "0"),
+        ("sftp://aife@sftp.example:ssh", None, "endpoint", "ssh"),
+        ("https://as2.example:70000/as2", "https://gw.example/as2", "endpoint", "70000"),
+        ("https://as2.example/as2", "https://gw.example:65536/as2", "mdn_url", "65536"),
+    ],
+)
+def test_a_port_out_of_range_is_refused_when_the_file_is_read(tmp_path: Path, endpoint, mdn_url, key, port) -> None:  # noqa: ANN001
+    """urlsplit accepts any digits and raises only when the port is read: in `run`, not here (issue 13)."""
+    if endpoint.startswith("sftp"):
+        partner = (f'transport = "sftp"\nendpoint = "{endpoint}"\n[partners.sandbox.credentials]\n'
+                   'known_hosts = "kh"\nprivate_key = "id"\n')
+    else:
+        partner = _AS2.format(endpoint=endpoint, mdn_url=mdn_url)
+    text = STARTER_CONFIG.replace('transport = "local"', "", 1).replace("[channels.erp]", partner + "\n[channels.erp]")
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={})
+    assert caught.value.key == f"partners.sandbox.{key}"
+    assert caught.value.message.endswith(f"port {port} is not a port number (1 to 65535)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import STARTER_CONFIG, load_config
+from gateway.config import STARTER_CONFIG, load_config, write_starter
 from gateway.errors import ConfigError, InputError
 from gateway.intake.csv_export import (
     ALL_FIELDS,
@@ -30,6 +30,7 @@ from gateway.intake.csv_export import (
     read_csv_export,
 )
 from gateway.mapping.canonical import compute_totals, line_net_amount
+from gateway.store import Store
 from cli_runner import gateway
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -638,9 +639,9 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
         ("F-2026-000101", "integrated", 2),
         ("F-2026-000102", "integrated", 4),
     ]
-    held = quarantine / "c-siret.line3.csv"
+    [held] = quarantine.glob("c-siret.file*.line3.csv")
     assert held.read_text() == csv_text(row("C-2", supplier_siret=BAD_SUPPLIER))
-    held_reason = (quarantine / "c-siret.line3.csv.reason").read_text()
+    held_reason = held.with_name(held.name + ".reason").read_text()
     assert held_reason.startswith("c-siret.csv, line 3, invoice C-2, field 'supplier_siret': ")
     assert sorted(p.name for p in inbox.iterdir()) == []
 
@@ -649,7 +650,11 @@ def test_a_file_with_a_late_bad_byte_is_quarantined_whole_and_other_files_go_on(
     held.unlink()
     summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
     assert summary["files"] == {"processed": 1}
-    assert ("C-2", "integrated", 2) in invoices() and ("C-2", "quarantined", 3) in invoices()
+    # The fix is linked to the held-back one, which leaves the invoices to fix (docs/inputs.md).
+    assert ("C-2", "integrated", 2) in invoices() and ("C-2", "corrected", 3) in invoices()
+    listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
+    [old, fix] = [i for i in listed if i["invoice_number"] == "C-2"]
+    assert fix["corrects"] == old["id"]
 
     # A file quarantined whole is read again when dropped back, even unchanged: the
     # operator may have fixed the channel's settings rather than the file.
@@ -665,11 +670,10 @@ def test_one_pass_sends_a_9_5_mb_pdf_and_holds_back_linked_attachments_and_an_ov
     intake, mapping, XSD and Schematron in the worker, the flow and the sandbox; an
     attachment that is a symbolic or hard link out of attachments/ is refused (file, line,
     field), and an invoice beyond the channel's max_lines_per_invoice is held back unread."""
-    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}"}
-    gateway("init", str(tmp_path / "site"), env=env)
-    config = tmp_path / "site" / "gateway.toml"
-    text = config.read_text().replace("settle_seconds = 2", "settle_seconds = 0\nmax_lines_per_invoice = 3")
-    config.write_text(text)
+    database = f"sqlite:///{tmp_path / 'gateway.db'}"
+    config = write_starter(tmp_path / "site")  # what `gateway init` writes, one process less
+    text = config.read_text().replace("settle_seconds = 2", "settle_seconds = 0")
+    config.write_text(text.replace("max_lines_per_invoice = 100000", "max_lines_per_invoice = 3"))
     inbox = tmp_path / "site" / "inbox" / "erp"
     attachments = inbox / "attachments"
     attachments.mkdir()
@@ -687,11 +691,14 @@ def test_one_pass_sends_a_9_5_mb_pdf_and_holds_back_linked_attachments_and_an_ov
         row("H-5"),
     ), "utf-8")
 
-    summary = json.loads(gateway("--config", str(config), "run", "--once", env=env).stdout)
+    summary = json.loads(gateway("--config", str(config), "run", "--once",
+                                 env={"GATEWAY_DATABASE_URL": database}).stdout)
 
     assert summary["invoices"] == {"received": 5, "valid": 2, "quarantined": 3}
-    listed = json.loads(gateway("--config", str(config), "invoices", "list", "--json", env=env).stdout)
-    outcome = {i["invoice_number"]: (i["status"], i["reason"]) for i in listed}
+    store = Store.open(database)
+    with store.transaction() as tx:
+        outcome = {i.invoice_number: (i.status, i.reason) for i in tx.list_invoices()}
+    store.close()
     assert {number: status for number, (status, _) in outcome.items()} == {
         "H-1": "integrated", "H-2": "quarantined", "H-3": "quarantined", "H-4": "quarantined", "H-5": "integrated"}
     assert outcome["H-2"][1].startswith(

@@ -111,40 +111,92 @@ def test_config_check_names_the_wrong_key(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("configuration error: channels.erp.partner:")
 
 
-def test_daemon_processes_a_dropped_file_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """`gateway run` picks up a file while running and exits cleanly on SIGTERM."""
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def _wait_for(condition, what: str, process: subprocess.Popen, log: Path, deadline: float = 60) -> None:  # noqa: ANN001
+    """Poll ``condition()`` until true while the daemon lives; conditions, never durations,
+    so that load cannot fail the test."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if process.poll() is not None or time.monotonic() > end:
+            state = f"the daemon exited {process.returncode}" if process.returncode is not None else f"{deadline} s"
+            raise AssertionError(f"{what}: not seen ({state}); log:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+
+
+def _integrated(store: Store) -> list[str]:
+    try:
+        with store.transaction() as tx:
+            return [i.invoice_number for i in tx.list_invoices() if i.status == "integrated"]
+    except StoreError:  # the daemon has not created its schema yet
+        return []
+
+
+def test_daemon_outlives_a_failing_pass_and_a_failing_file_then_stops_on_sigterm(tmp_path: Path) -> None:
+    """`gateway run` with its flows and archive directories replaced by files while it runs:
+    each failing pass is logged (then one line per repetition, backing off), the export whose
+    archiving fails waits and is quarantined after 3 passes, and once the directories are
+    back the daemon sends what it had and takes a later file; SIGTERM is logged, then the stop."""
     config, env = _site(tmp_path, f"sqlite:///{tmp_path / 'g.db'}")
+    site = tmp_path / "site"
     text = config.read_text().replace("poll_seconds = 5", "poll_seconds = 0.5")
     config.write_text(text)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--config", str(config), "run"],
-        env={**os.environ, **env},
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "daemon.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config), "run"],
+            env={**os.environ, **env},
+            cwd=PROJECT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+    store = Store(db.make_engine(env["GATEWAY_DATABASE_URL"]))
     try:
-        time.sleep(1.5)
+        _wait_for(lambda: any(e["event"] == "daemon.started" for e in _events(log)), "daemon.started", process, log)
+        for name in ("flows", "archive"):
+            (site / name).rmdir()
+            (site / name).write_text("not a directory\n")
         staging = tmp_path / "export.csv"
         write_sample_export(staging, 3, with_errors=False, number_prefix="LIVE")
-        os.replace(staging, tmp_path / "site" / "inbox" / "erp" / "export.csv")
-        store = Store(db.make_engine(env["GATEWAY_DATABASE_URL"]))
-        deadline = time.monotonic() + 60
-        statuses: list[str] = []
-        while time.monotonic() < deadline:
-            try:
-                with store.transaction() as tx:
-                    statuses = [i.status for i in tx.list_invoices()]
-            except StoreError:  # the daemon has not created its schema yet
-                statuses = []
-            if statuses and all(s == "integrated" for s in statuses):
-                break
-            time.sleep(0.3)
-        store.close()
-        assert statuses == ["integrated"] * 3
+        os.replace(staging, site / "inbox" / "erp" / "export.csv")
+
+        def quarantined() -> bool:
+            return any((site / "quarantine" / "erp").glob("*export.csv.reason"))
+
+        _wait_for(lambda: quarantined() and any(e["event"] == "alert.pass_failed_again" for e in _events(log)),
+                  "the export quarantined after 3 failed passes, and a repeated pass failure", process, log)
+        for name in ("flows", "archive"):
+            (site / name).unlink()
+            (site / name).mkdir()
+        write_sample_export(staging, 3, with_errors=False, number_prefix="LATE")
+        os.replace(staging, site / "inbox" / "erp" / "later.csv")
+        _wait_for(lambda: len(_integrated(store)) == 6, "6 invoices integrated", process, log)
     finally:
+        store.close()
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert "daemon.stopped" in stderr
+        process.wait(timeout=60)
+    events = _events(log)
+    assert process.returncode == 0, log.read_text()[-4000:]
+    assert all(line.startswith("{") for line in log.read_text().splitlines()), "a line that is not the JSON log"
+
+    [first] = [e for e in events if e["event"] == "alert.pass_failed"]
+    assert first["error_type"] == "FileExistsError" and "flows" in first["error"]
+    assert "Traceback" in first["exception"]  # a bug's traceback: in the JSON log only
+    again = [e for e in events if e["event"] == "alert.pass_failed_again"]
+    assert [e["repeats"] for e in again] == list(range(1, len(again) + 1))
+    assert "exception" not in again[0] and again[0]["retry_in_seconds"] > first["retry_in_seconds"]
+    assert any(e["event"] == "daemon.recovered" for e in events)
+
+    file_failures = [e for e in events if e["event"] == "alert.file_failed" and e["file"] == "export.csv"]
+    assert [e["failed_passes"] for e in file_failures] == [1, 2, 3]
+    assert file_failures[0]["channel"] == "erp" and "archive" in file_failures[0]["error"]
+    [reason] = (site / "quarantine" / "erp").glob("*export.csv.reason")
+    assert "intake failed 3 passes in a row" in reason.read_text()
+    assert [p.name for p in (site / "archive" / "erp").iterdir()][0].endswith("later.csv")
+
+    stopping = [e for e in events if e["event"] == "daemon.stopping"]
+    assert [e["signal"] for e in stopping] == ["SIGTERM"]
+    assert events[-1]["event"] == "daemon.stopped" and events.index(stopping[0]) < len(events) - 1

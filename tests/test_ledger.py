@@ -70,7 +70,9 @@ def test_a_flow_without_report_is_overdue_once(tmp_path: Path) -> None:
     again = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env)
     assert "alert.report_overdue" not in again.stderr  # one alert per flow, not one per pass
 
-    [overdue] = _cli(config, env, "reports", "overdue", "--json")
+    listed = gateway("--config", str(config), "reports", "overdue", "--json", env=env, check=False)
+    assert listed.returncode == 1  # any flow listed: a probe alerts on the exit code alone
+    [overdue] = json.loads(listed.stdout)
     assert overdue["flow_id"] == first["flows_sent"][0] and overdue["overdue_hours"] >= 0
 
 

@@ -64,8 +64,10 @@ settle_seconds = 0
     return Site(config, env, inbox, remote_out, remote_in, tmp_path / "data" / "flows")
 
 
-def _run(site: Site) -> tuple[dict, list[dict]]:
-    result = gateway("--config", str(site.config), "--log-format", "json", "run", "--once", env=site.env)
+def _run(site: Site, code: int = 0) -> tuple[dict, list[dict]]:
+    """One pass; ``code``: the exit code it must give (README, "Exit codes")."""
+    result = gateway("--config", str(site.config), "--log-format", "json", "run", "--once", env=site.env, check=False)
+    assert result.returncode == code, result.stderr
     return json.loads(result.stdout), [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
 
@@ -104,12 +106,13 @@ def test_a_stopped_server_means_retries_then_failed_then_the_operators_retry(tmp
     write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
     sshd.stop()
 
-    summary, events = _run(site)
+    summary, events = _run(site, code=5)  # the flow waits for its next attempt; the pickup failed
     assert summary["flows_sent"] == [] and summary["flows_failed"] == []
+    assert "cannot reach" in summary["reports_pickup_failed"]["chorus"]
     [retry] = [e for e in events if e["event"] == "flow.attempt_failed"]
     assert 0.16 <= retry["next_attempt_in_seconds"] <= 0.24  # 0.2 s ± 20 % jitter
     time.sleep(0.3)
-    summary, events = _run(site)
+    summary, events = _run(site, code=3)  # failed: the most urgent
     [flow] = _flows(site)
     assert summary["flows_failed"] == [flow["flow_id"]] and flow["status"] == "failed"
     [alert] = [e for e in events if e["event"] == "alert.flow_failed"]
@@ -129,7 +132,7 @@ def test_an_unknown_host_key_fails_the_flow_at_once_with_a_clear_reason(tmp_path
     site = _site(tmp_path, sshd)
     (tmp_path / "known_hosts").write_text("")  # nothing pinned: never learnt on the fly
     write_sample_export(site.inbox / "export.csv", 1, with_errors=False)
-    summary, events = _run(site)
+    summary, events = _run(site, code=3)
     [flow] = _flows(site)
     assert flow["status"] == "failed" and flow["attempts"] == 1  # not retryable: no point hammering
     assert "UNKNOWN" in flow["reason"] and "SHA256:" in flow["reason"]

@@ -97,8 +97,10 @@ def _site(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
     return config, env, site / "inbox" / "erp"
 
 
-def _run(config: Path, env: dict[str, str]) -> tuple[dict, list[dict]]:
-    result = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env)
+def _run(config: Path, env: dict[str, str], code: int = 0) -> tuple[dict, list[dict]]:
+    """One pass; ``code``: the exit code it must give (README, "Exit codes")."""
+    result = gateway("--config", str(config), "--log-format", "json", "run", "--once", env=env, check=False)
+    assert result.returncode == code, result.stderr
     return json.loads(result.stdout), [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
 
@@ -135,8 +137,9 @@ def test_a_validator_broken_for_every_invoice_stops_the_channel(tmp_path: Path) 
     gateway("--config", str(config), "rules", "add", str(stand_in(tmp_path / "rules", always_crash=True)), env=env)
     write_sample_export(inbox / "a.csv", 2, with_errors=False)
 
-    summary, events = _run(config, env)
+    summary, events = _run(config, env, code=4)  # a channel halted
     assert summary["files"] == {} and summary["flows_packed"] == [] and summary["flows_sent"] == []
+    assert list(summary["channels_halted"]) == ["erp"]
     [alert] = [e for e in events if e["event"] == "alert.validator_unhealthy"]
     assert "stand-in rule set bug" in alert["reason"] and "sends nothing" in alert["effect"]
     assert (inbox / "a.csv").is_file()  # untouched: nothing is lost

@@ -815,7 +815,7 @@ def test_an_idoc_channel_integrates_the_documented_idoc_in_the_sandbox(tmp_path:
         "F-ROUND-1": "integrated",
     }
     quarantine = tmp_path / "site" / "quarantine"
-    [reason] = (quarantine / "erp").glob("idoc-2.line3.xml.reason")
+    [reason] = (quarantine / "erp").glob("idoc-2.file*.line3.xml.reason")
     assert "at /INVOIC02/IDOC[1]/E1EDP01[2], field 'quantity'" in reason.read_text()
     [held] = read_idoc(reason.with_suffix(""))
     assert isinstance(held, RejectedRecord) and held.invoice_number == "0090000301"

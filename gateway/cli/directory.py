@@ -32,8 +32,9 @@ def directory_group() -> None:
 @click.argument("file", type=_FILE)
 @click.option("--services", "services_file", type=_FILE, help="The services CSV that goes with a structures CSV.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: from the file's extension.")
+@click.option("--json", "as_json", is_flag=True)
 @pass_state
-def directory_import(state: State, file: Path, services_file: Path | None, fmt: str | None) -> None:
+def directory_import(state: State, file: Path, services_file: Path | None, fmt: str | None, as_json: bool) -> None:
     """Replace the whole directory by FILE; on any bad value nothing changes."""
     if services_file is not None and detect_format(file, fmt) == "xml":
         raise click.UsageError("the XML directory carries its services: --services goes with a structures CSV")
@@ -59,6 +60,10 @@ def directory_import(state: State, file: Path, services_file: Path | None, fmt: 
         padded=counts.padded,
         services_skipped=counts.services_skipped,
     )
+    if as_json:
+        click.echo(json.dumps({**_import_dict(record), "skipped": counts.skipped, "padded": counts.padded,
+                               "services_skipped": counts.services_skipped}, indent=2, ensure_ascii=False))
+        return
     click.echo(
         f"directory imported: {record.structures} structures, {record.services} services, "
         f"{counts.skipped} skipped (not SIRET), {counts.services_skipped} services skipped, "
@@ -76,7 +81,7 @@ def directory_show(state: State, siret: str, as_json: bool) -> None:
         key = directory_siret(siret.replace(" ", ""))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SIRET") from None
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         entry = tx.directory_entry(key)
         size = tx.directory_size() if entry is None else None
     if entry is None:
@@ -101,7 +106,7 @@ def directory_show(state: State, siret: str, as_json: bool) -> None:
 @pass_state
 def directory_status(state: State, as_json: bool) -> None:
     """How many structures the directory holds, and where they came from."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         size = tx.directory_size()
         last = tx.last_directory_import()
     if as_json:

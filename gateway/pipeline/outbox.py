@@ -57,7 +57,10 @@ class OutboxSteps:
                     max_bytes=partner.max_flow_bytes,
                 )
                 for group in groups:
-                    flow, archive = self._pack_one(tx, partner, syntax, group, now)
+                    packed = self._pack_one(tx, partner, syntax, group, now)
+                    if packed is None:
+                        continue
+                    flow, archive = packed
                     written.append((flow.file_name, archive))
                     summary.flows_packed.append(flow.flow_id)
         self.config.flows_dir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +69,16 @@ class OutboxSteps:
 
     def _pack_one(
         self, tx: Tx, partner: Partner, syntax: Syntax, group: list[Invoice], now: datetime
-    ) -> tuple[Flow, bytes]:
+    ) -> tuple[Flow, bytes] | None:
+        """One flow of ``group``; None when another process packed any of its invoices first."""
         interface = FLOW_KINDS[syntax].interface_code
+        # The number first: packers of one partner code then wait for each other on its
+        # counter instead of locking invoices in different orders. A lost claim leaves a
+        # gap in the numbers, which Chorus Pro does not mind (unique is all it asks).
         counter = tx.next_flow_counter(partner.partner_code)
+        if not tx.claim_invoices_for_flow(group):
+            log.debug("flow.claimed_elsewhere", partner=partner.name, invoices=len(group))
+            return None
         flow_id = packaging.make_flow_id(partner.partner_code, interface, counter)
         members = [
             (packaging.member_name(position, invoice.invoice_number or str(invoice.id)), invoice)
@@ -150,10 +160,15 @@ class OutboxSteps:
         with self.store.transaction() as tx:
             flow = tx.session.get(Flow, flow_pk)
             assert flow is not None
-            data = self.flow_archive(tx, flow)
+            # The claim: only the process whose attempt row is written sends; the flow may
+            # have been sent by another since `send` read it as due.
             attempt = tx.start_transmission(
                 flow, transport=transport.kind, remote_name=flow.file_name, now=self.clock.now()
             )
+            if attempt is None:
+                log.debug("flow.claimed_elsewhere", flow=flow.flow_id, partner=partner.name)
+                return
+            data = self.flow_archive(tx, flow)
             attempt_id = attempt.id
         bound = log.bind(flow=flow.flow_id, partner=partner.name, attempt=attempt.attempt)
         try:

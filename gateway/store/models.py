@@ -295,8 +295,13 @@ class InboundMessage(Base):
     partner: Mapped[str | None] = mapped_column(String(100))
     message_id: Mapped[str | None] = mapped_column(String(255))
     headers: Mapped[str] = mapped_column(Text)  #: JSON object, as received
+    #: As received; a refused request's only up to ``[serve] refused_body_keep_bytes``, empty when refused on
+    #: its headers alone.
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    outcome: Mapped[str] = mapped_column(String(20))  #: accepted | refused
+    #: Size and sha256 of the body bytes read, hashed as they arrived; None when none were read.
+    body_size: Mapped[int | None] = mapped_column(BigInteger)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))  #: received | accepted | refused
     error: Mapped[str | None] = mapped_column(Text)
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
     transmission_id: Mapped[int | None] = mapped_column(ForeignKey("transmissions.id"))

@@ -8,19 +8,21 @@ after the transaction (``expire_on_commit=False``).
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker, undefer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus
+from gateway.domain import ACTIVE_INVOICE_STATUSES, FlowStatus, InvoiceStatus, SourceFileStatus
 from gateway.errors import StoreError
 from gateway.store import db
 from gateway.store.history import History
@@ -87,6 +89,20 @@ class Store:
             raise
         return cls(engine)
 
+    @classmethod
+    def open_read_only(cls, url: str) -> Store:
+        """Connect for reading only: nothing is created, migrated or written.
+
+        Raises ``db.NoStore`` when there is no store at ``url``, ``StoreError`` when its
+        schema is not this gateway's."""
+        engine = db.make_read_only_engine(url)
+        try:
+            db.require_current_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One unit of work: committed on success, rolled back on any exception."""
@@ -148,6 +164,68 @@ class Tx(ReferenceData, WireEvidence, History):
             .order_by(SourceFile.id.desc())
         ).first()
 
+    def claim_source_file(
+        self,
+        *,
+        channel: str,
+        name: str,
+        path: str,
+        sha256: str,
+        size: int,
+        now: datetime,
+        resumable: Collection[int] = (),
+    ) -> SourceFile | None:
+        """Claim an export for intake: one ``received`` row per channel, name and sha256.
+
+        Returns the new row; or, when the file's intake was interrupted (its row is still
+        ``received``) and that row's id is in ``resumable``, the row to resume; None when
+        another process holds the file or has just processed it: the caller leaves it alone.
+        """
+        table = SourceFile.__table__
+        self._serialize("source-file", channel, name, sha256)
+        taken = and_(
+            table.c.channel == channel,
+            table.c.name == name,
+            table.c.sha256 == sha256,
+            table.c.status.in_([SourceFileStatus.RECEIVED.value, SourceFileStatus.PROCESSED.value]),
+        )
+        values = {
+            "channel": channel, "name": name, "path": path, "sha256": sha256, "size": size,
+            "status": SourceFileStatus.RECEIVED.value, "invoice_count": 0, "quarantined_count": 0,
+            "received_at": now, "updated_at": now,
+        }
+        # Check and insert in one statement: on SQLite the statement runs under the write
+        # lock; on PostgreSQL the advisory lock above orders the claimers of this file.
+        unless_taken = select(*(literal(value, table.c[key].type).label(key) for key, value in values.items()))
+        claimed = self.session.execute(
+            insert(table).from_select(list(values), unless_taken.where(~exists().where(taken))).returning(table.c.id)
+        ).scalar()
+        if claimed is not None:
+            return self.session.get(SourceFile, claimed)
+        held = self.session.scalars(select(SourceFile).where(taken).order_by(SourceFile.id.desc())).first()
+        if held is not None and held.status == SourceFileStatus.RECEIVED.value and held.id in resumable:
+            return held
+        return None
+
+    def unfinished_source_files(self, channel: str) -> set[int]:
+        """Ids of the channel's files whose intake began and did not end (``received``)."""
+        return set(
+            self.session.scalars(
+                select(SourceFile.id).where(
+                    SourceFile.channel == channel, SourceFile.status == SourceFileStatus.RECEIVED.value
+                )
+            )
+        )
+
+    def source_file_invoice_statuses(self, source_file_id: int) -> dict[str, int]:
+        """How many of a file's invoices are in each status (its recorded invoices, counted)."""
+        rows = self.session.execute(
+            select(Invoice.status, func.count(Invoice.id))
+            .where(Invoice.source_file_id == source_file_id)
+            .group_by(Invoice.status)
+        ).all()
+        return {status: count for status, count in rows}
+
     def add_source_file(
         self, *, channel: str, name: str, path: str, sha256: str, size: int, now: datetime
     ) -> SourceFile:
@@ -183,6 +261,11 @@ class Tx(ReferenceData, WireEvidence, History):
         row.quarantined_count = quarantined_count
         row.updated_at = now
         self.audit("source_file." + status, "source_file", row.id, now, reason=reason)
+
+    def source_file(self, source_file_id: int) -> SourceFile:
+        row = self.session.get(SourceFile, source_file_id)
+        assert row is not None
+        return row
 
     def source_files(self) -> Sequence[SourceFile]:
         return self.session.scalars(select(SourceFile).order_by(SourceFile.id)).all()
@@ -221,7 +304,7 @@ class Tx(ReferenceData, WireEvidence, History):
         """
         row = Invoice(status=status.value, created_at=now, updated_at=now, **fields)
         try:
-            with self.session.begin_nested():
+            with self._savepoint():
                 self.session.add(row)
                 self.session.flush()
         except IntegrityError:
@@ -271,7 +354,7 @@ class Tx(ReferenceData, WireEvidence, History):
         ``DuplicateInvoice`` (and leaves the invoice as it was) when another holds it."""
         previous = invoice.status
         try:
-            with self.session.begin_nested():
+            with self._savepoint():
                 invoice.status = status.value
                 self.session.flush()
         except IntegrityError:
@@ -281,6 +364,41 @@ class Tx(ReferenceData, WireEvidence, History):
                 "was already accepted"
             ) from None
         self.set_invoice_status(invoice, status, now=now, reason=reason)
+
+    def correct_quarantined(
+        self, invoice: Invoice, *, now: datetime, held_back: tuple[int, int] | None = None
+    ) -> list[Invoice]:
+        """The quarantined invoices that ``invoice``, read from a later export, takes the
+        place of: the one at ``held_back`` (source file id, line: the operator's fix of a
+        held-back invoice's file, whose name says where it came from), and those with the
+        same supplier and number (and year, where both have one) from another file. Each
+        moves to ``corrected``, keeping its reason; ``invoice`` corrects the latest of them
+        unless it already corrects a rejected one."""
+        same: list[Any] = []
+        if held_back is not None:
+            same.append((Invoice.source_file_id == held_back[0]) & (Invoice.source_line == held_back[1]))
+        if invoice.supplier_siret and invoice.invoice_number:
+            key = (Invoice.supplier_siret == invoice.supplier_siret) & (
+                Invoice.invoice_number == invoice.invoice_number)
+            if invoice.issue_year is not None:
+                key &= or_(Invoice.issue_year.is_(None), Invoice.issue_year == invoice.issue_year)
+            same.append(key)
+        if not same:
+            return []
+        replaced = list(self.session.scalars(
+            select(Invoice)
+            .where(Invoice.status == InvoiceStatus.QUARANTINED.value, Invoice.id != invoice.id, or_(*same))
+            .where(or_(Invoice.source_file_id.is_(None), Invoice.source_file_id != invoice.source_file_id))
+            .order_by(Invoice.id)
+        ).all())
+        for old in replaced:
+            old.status = InvoiceStatus.CORRECTED.value
+            old.updated_at = now
+            self.add_status_event(invoice_id=old.id, code=InvoiceStatus.CORRECTED.value,
+                                  label=f"corrected by invoice #{invoice.id}", now=now)
+        if replaced and invoice.corrects_id is None:
+            invoice.corrects_id = replaced[-1].id
+        return replaced
 
     def invoices_in_status(self, status: InvoiceStatus, *, channel: str | None = None) -> Sequence[Invoice]:
         query = select(Invoice).where(Invoice.status == status.value).order_by(Invoice.id)
@@ -300,6 +418,32 @@ class Tx(ReferenceData, WireEvidence, History):
             )
             .order_by(Invoice.id)
         ).all()
+
+    def claim_invoices_for_flow(self, invoices: Sequence[Invoice]) -> bool:
+        """Move valid invoices to ``packed``, all of them or none: compare-and-set on their
+        status, so that two packers never put one invoice into two flows. False (and
+        nothing changed) when another packer took any of them first. The caller then
+        records each one's status (``set_invoice_status``), which gives the reason and event.
+        """
+        table = Invoice.__table__
+        wanted = [invoice.id for invoice in invoices]
+        taken = list(
+            self.session.execute(
+                update(table)
+                .where(table.c.id.in_(wanted), table.c.status == InvoiceStatus.VALID.value)
+                .values(status=InvoiceStatus.PACKED.value)
+                .returning(table.c.id)
+            ).scalars()
+        )
+        if len(taken) == len(wanted):
+            return True
+        if taken:
+            # Put back what this packer took: no savepoint (on SQLite, pysqlite would make
+            # a savepoint opened first in a transaction commit on release).
+            self.session.execute(
+                update(table).where(table.c.id.in_(taken)).values(status=InvoiceStatus.VALID.value)
+            )
+        return False
 
     def find_sent_invoice(self, supplier_siret: str, number: str) -> Invoice | None:
         """The invoice at Chorus Pro with this supplier and number (most recent first)."""
@@ -366,14 +510,15 @@ class Tx(ReferenceData, WireEvidence, History):
     # -- flows -------------------------------------------------------------------
 
     def next_counter(self, name: str) -> int:
-        """Next value of a monotonic sequence; concurrent writers wait on the row lock."""
-        counter = self.session.get(Counter, name, with_for_update=True)
-        if counter is None:
-            counter = Counter(name=name, value=0)
-            self.session.add(counter)
-        counter.value += 1
-        self.session.flush()
-        return counter.value
+        """Next value of a monotonic sequence, in one statement: two writers never get the
+        same value (on PostgreSQL the second waits on the row; SQLite has one writer)."""
+        table = Counter.__table__
+        bump = update(table).where(table.c.name == name).values(value=table.c.value + 1).returning(table.c.value)
+        value = self.session.execute(bump).scalar()
+        if value is None:
+            self._insert_unless_present(table, {"name": name, "value": 0}, "name")
+            value = self.session.execute(bump).scalar_one()
+        return int(value)
 
     def next_flow_counter(self, partner_code: str) -> int:
         """The next flow number of a Chorus Pro partner code.
@@ -384,7 +529,8 @@ class Tx(ReferenceData, WireEvidence, History):
         id already recorded for that code, so that no id is given twice.
         """
         name = f"flow-code:{partner_code}"
-        if self.session.get(Counter, name, with_for_update=True) is None:
+        table = Counter.__table__
+        if self.session.scalar(select(table.c.value).where(table.c.name == name)) is None:
             # The id is code + 4 interface digits + 15 counter digits: its length tells a
             # code from a longer code that starts with it.
             ids = select(Flow.flow_id).where(
@@ -392,8 +538,7 @@ class Tx(ReferenceData, WireEvidence, History):
                 func.length(Flow.flow_id) == len(partner_code) + 19,
             )
             highest = max((int(flow_id[-15:]) for flow_id in self.session.scalars(ids)), default=0)
-            self.session.add(Counter(name=name, value=highest))
-            self.session.flush()
+            self._insert_unless_present(table, {"name": name, "value": highest}, "name")
         return self.next_counter(name)
 
     def add_flow(self, *, now: datetime, **fields: Any) -> Flow:
@@ -461,9 +606,26 @@ class Tx(ReferenceData, WireEvidence, History):
 
     # -- transmissions -----------------------------------------------------------
 
-    def start_transmission(self, flow: Flow, *, transport: str, remote_name: str, now: datetime) -> Transmission:
-        """Record an attempt as in progress; written before the bytes leave."""
-        flow.attempts += 1
+    def start_transmission(
+        self, flow: Flow, *, transport: str, remote_name: str, now: datetime
+    ) -> Transmission | None:
+        """Claim the flow for an attempt and record the attempt in progress, before the
+        bytes leave. Compare-and-set: the flow must still be ``packed`` and due; of two
+        processes that both saw it due, the one whose update wins gets the attempt, the
+        other None (and must not send)."""
+        table = Flow.__table__
+        claimed = self.session.execute(
+            update(table)
+            .where(
+                table.c.id == flow.id,
+                table.c.status == FlowStatus.PACKED.value,
+                or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
+            )
+            .values(status=FlowStatus.SENDING.value, attempts=table.c.attempts + 1, reason=None, updated_at=now)
+        ).rowcount
+        if claimed != 1:
+            return None
+        self.session.refresh(flow)
         # Numbered over the flow's whole history: `gateway flows retry` restarts
         # flow.attempts (the count towards max_attempts), not the numbering.
         previous = self.session.scalar(
@@ -478,7 +640,8 @@ class Tx(ReferenceData, WireEvidence, History):
             started_at=now,
         )
         self.session.add(attempt)
-        self.set_flow_status(flow, FlowStatus.SENDING, now=now)
+        self.add_status_event(flow_pk=flow.id, code=FlowStatus.SENDING.value, label=None, now=now)
+        self.audit("flow." + FlowStatus.SENDING.value, "flow", flow.flow_id, now)
         self.session.flush()
         return attempt
 
@@ -524,11 +687,24 @@ class Tx(ReferenceData, WireEvidence, History):
         return self.session.scalars(select(Report).where(Report.sha256 == sha256)).first()
 
     def add_report(self, *, sha256: str, file_name: str, partner: str, raw: bytes, now: datetime) -> Report:
-        report = Report(sha256=sha256, file_name=file_name, partner=partner, raw=raw, received_at=now)
-        self.session.add(report)
-        self.session.flush()
-        self.audit("report.received", "report", report.id, now, file_name=file_name, sha256=sha256)
-        return report
+        """Store a returned file; one already stored (same sha256) is returned as it is."""
+        return self.store_report(sha256=sha256, file_name=file_name, partner=partner, raw=raw, now=now)[0]
+
+    def store_report(
+        self, *, sha256: str, file_name: str, partner: str, raw: bytes, now: datetime
+    ) -> tuple[Report, bool]:
+        """``add_report``, and whether this call stored it. Two processes picking up the
+        same file store it once: the second insert does nothing (no unique-key error)."""
+        stored = self._insert_unless_present(
+            Report.__table__,
+            {"sha256": sha256, "file_name": file_name, "partner": partner, "raw": raw, "received_at": now},
+            "sha256",
+        )
+        report = self.find_report(sha256)
+        assert report is not None
+        if stored:
+            self.audit("report.received", "report", report.id, now, file_name=file_name, sha256=sha256)
+        return report, stored
 
     def settle_report(
         self, report: Report, *, kind: str | None, outcome: str, detail: str | None, now: datetime
@@ -623,6 +799,38 @@ class Tx(ReferenceData, WireEvidence, History):
         )
         flow.integrated_count = counts.get(InvoiceStatus.INTEGRATED.value, 0)
         flow.rejected_count = counts.get(InvoiceStatus.REJECTED.value, 0)
+
+    # -- claims ------------------------------------------------------------------
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """``begin_nested``, first making sure a SQLite transaction is open: pysqlite opens
+        one only before an INSERT, UPDATE or DELETE, and a SAVEPOINT that comes first
+        would start one of its own, committed when the savepoint is released (a batch of
+        intake would be committed invoice by invoice)."""
+        if self._dialect() == "sqlite":
+            connection = self.session.connection()
+            if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                connection.exec_driver_sql("BEGIN")
+        with self.session.begin_nested():
+            yield
+
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def _insert_unless_present(self, table: Table, values: dict[str, Any], key: str) -> bool:
+        """INSERT … ON CONFLICT (key) DO NOTHING; True when the row was inserted."""
+        dialect = postgresql if self._dialect() == "postgresql" else sqlite
+        statement = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+        return self.session.execute(statement.returning(table.c[key])).first() is not None
+
+    def _serialize(self, *parts: str) -> None:
+        """Make the claimers of one thing wait for each other until the end of the
+        transaction (PostgreSQL: a transaction-level advisory lock; SQLite has one writer)."""
+        if self._dialect() != "postgresql":
+            return
+        key = int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big", signed=True)
+        self.session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 __all__ = ["DuplicateInvoice", "Store", "Tx"]

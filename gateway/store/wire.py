@@ -55,8 +55,11 @@ class WireEvidence:
         partner: str | None = None,
         message_id: str | None = None,
         error: str | None = None,
+        body_size: int | None = None,
+        body_sha256: str | None = None,
     ) -> InboundMessage:
-        """Keep a request as received, before (or whatever) is made of it."""
+        """Keep a request as received, before (or whatever) is made of it. ``body`` may be a prefix of what
+        was read: ``body_size`` and ``body_sha256`` describe the whole of it."""
         row = InboundMessage(
             received_at=now,
             kind=kind,
@@ -64,12 +67,26 @@ class WireEvidence:
             message_id=message_id,
             headers=json.dumps(dict(headers), ensure_ascii=False),
             body=body,
+            body_size=body_size,
+            body_sha256=body_sha256,
             outcome=outcome,
             error=error,
         )
         self.session.add(row)
         self.session.flush()
         return row
+
+    def settle_inbound_message(self, row_id: int, *, outcome: str, keep_body_bytes: int | None = None,
+                               **fields: object) -> None:
+        """Judge a kept request: ``outcome`` and the rows it led to (``partner``, ``error``, ``report_id``,
+        ``transmission_id``); ``keep_body_bytes`` cuts the body kept (a refused one), its size and hash stay."""
+        row = self.session.get(InboundMessage, row_id)
+        assert row is not None
+        row.outcome = outcome
+        for name, value in fields.items():
+            setattr(row, name, value)
+        if keep_body_bytes is not None and len(row.body) > keep_body_bytes:
+            row.body = row.body[:keep_body_bytes]
 
     def inbound_messages(self) -> Sequence[InboundMessage]:
         return self.session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
