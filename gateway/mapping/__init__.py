@@ -16,7 +16,7 @@ from gateway.errors import MappingError
 from gateway.intake.csv_export import ExportedInvoice
 from gateway.mapping.canonical import Totals, compute_totals, to_canonical, write_canonical
 from gateway.mapping.facturx import to_facturx
-from gateway.mapping.xslt import scratch_directory, transform
+from gateway.mapping.xslt import IN_MEMORY_BYTES, scratch_directory, transform
 from gateway.resources import mapping_path
 
 #: The stylesheet that turns the canonical invoice into each XML syntax (Factur-X is
@@ -67,11 +67,20 @@ def map_invoice(
         if not partner_code:
             raise MappingError("a CPP Facture Mixte names its emitter: give the partner code (--partner-code)")
         parameters["emetteur-id"] = partner_code
-    # Written straight to a file Saxon reads: a big invoice's canonical XML is never in memory.
+    stylesheet = mapping_path(STYLESHEETS[syntax])
+    if _canonical_size(invoice) <= IN_MEMORY_BYTES:
+        return transform(stylesheet, to_canonical(invoice), parameters)
+    # A big invoice's canonical XML is written straight to a file Saxon reads, never held.
     with tempfile.NamedTemporaryFile(dir=scratch_directory(), prefix="canonical-", suffix=".xml") as canonical:
         write_canonical(invoice, canonical)
         canonical.flush()
-        return transform(mapping_path(STYLESHEETS[syntax]), Path(canonical.name), parameters)
+        return transform(stylesheet, Path(canonical.name), parameters)
+
+
+def _canonical_size(invoice: ExportedInvoice) -> int:
+    """A generous estimate of the canonical XML's size: about 350 bytes a line, and the
+    attachments as base64."""
+    return 4096 + 500 * len(invoice.lines) + sum(len(a.content) * 4 // 3 for a in invoice.attachments)
 
 
 def _facturx(invoice: ExportedInvoice) -> bytes:

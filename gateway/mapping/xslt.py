@@ -62,21 +62,50 @@ def check_stylesheet(stylesheet: Path) -> None:
 def scratch_directory() -> Path:
     """A directory of this process's own for the documents Saxon reads and writes.
 
-    Saxon is given files, not strings: a string would be copied into Python's memory,
-    then into Saxon's as UTF-16, and its result back again; a 100,000-line invoice cost
-    hundreds of megabytes that way (benchmarks/bench_big_invoice.py). The files are
-    used under ``_LOCK``, one document at a time.
+    A big document is given to Saxon as a file, not a string: a string is copied into
+    Python's memory, then into Saxon's as UTF-16, and its result back again; a
+    100,000-line invoice cost hundreds of megabytes that way
+    (benchmarks/bench_big_invoice.py). The files are used under ``_LOCK``.
     """
     directory = Path(tempfile.mkdtemp(prefix="gateway-saxon-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
 
 
-def write_scratch(name: str, data: bytes) -> Path:
-    """``data`` in the scratch file ``name`` (under ``_LOCK``), for Saxon to read."""
-    path = scratch_directory() / name
-    path.write_bytes(data)
-    return path
+#: Documents up to this size go to Saxon and back as strings, the faster way (some
+#: milliseconds a document less); larger ones, or a document already in a file, as files.
+IN_MEMORY_BYTES = 1024 * 1024
+
+
+def in_memory(document: bytes | Path) -> bool:
+    """Whether ``document`` goes to Saxon as a string (see ``IN_MEMORY_BYTES``)."""
+    return isinstance(document, bytes) and len(document) <= IN_MEMORY_BYTES
+
+
+def apply(executable: PyXsltExecutable, document: bytes | Path, result_name: str) -> bytes | Path:
+    """Run ``executable`` over ``document`` (its bytes, or the file that holds them), under
+    ``_LOCK``: the result's bytes, or for a document not ``in_memory`` the scratch file
+    ``result_name`` that holds them (the caller reads and removes it). Raises
+    ``PySaxonApiError``."""
+    processor = _processor()
+    if in_memory(document):
+        assert isinstance(document, bytes)
+        node = processor.parse_xml(xml_text=document.decode("utf-8"))
+        return (executable.transform_to_string(xdm_node=node) or "").encode("utf-8")
+    source = document if isinstance(document, Path) else scratch_directory() / "source.xml"
+    if isinstance(document, bytes):
+        source.write_bytes(document)
+    result = scratch_directory() / result_name
+    try:
+        node = processor.parse_xml(xml_file_name=str(source))
+        executable.transform_to_file(xdm_node=node, output_file=str(result))
+    except BaseException:
+        result.unlink(missing_ok=True)
+        raise
+    finally:
+        if source != document:
+            source.unlink()
+    return result
 
 
 @functools.cache
@@ -136,34 +165,28 @@ def transform(stylesheet: Path, document: bytes | Path, parameters: dict[str, st
     of a terminating ``xsl:message``), and nothing of Saxon's on stderr.
     """
     executable = _compiled(stylesheet)
-    processor = _processor()
     wanted = dict(parameters or {})
     failure: PySaxonApiError | None = None
     with _LOCK:
         if stylesheet not in _SAVING_MESSAGES:
             executable.set_save_xsl_message(True)
             _SAVING_MESSAGES.add(stylesheet)
-        written = isinstance(document, bytes)
-        source = write_scratch("transform-source.xml", document) if isinstance(document, bytes) else document
-        output = scratch_directory() / "transform-result.xml"
         with saxon_stderr() as report:
             try:
-                node = processor.parse_xml(xml_file_name=str(source))
                 if _SET.get(stylesheet) != wanted:
                     _SET.pop(stylesheet, None)
                     executable.clear_parameters()
                     for name, value in wanted.items():
                         executable.set_parameter(name, _string_value(value))
                     _SET[stylesheet] = wanted
-                executable.transform_to_file(xdm_node=node, output_file=str(output))
-                del node
-                result = output.read_bytes()
+                output = apply(executable, document, "transform-result.xml")
+                if isinstance(output, Path):
+                    result = output.read_bytes()
+                    output.unlink()
+                else:
+                    result = output
             except PySaxonApiError as exc:
                 failure = exc
-            finally:
-                if written:
-                    source.unlink()
-                output.unlink(missing_ok=True)
         messages = _messages(executable)
     if failure is None:
         # Nothing failed: whatever was written (Saxon's warnings, the stylesheet's own

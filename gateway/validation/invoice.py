@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.mapping.xslt import in_memory
 from gateway.validation import chorus
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import DEFAULT_PROFILE, RuleRegistry, scan_directory
@@ -119,14 +120,16 @@ def schema_layers(
     ``own_output``: the document is what the gateway wrote (CII is checked against the
     EN16931 profile XSD); otherwise it was received (the widest CII XSD available).
 
-    A valid document is checked as a stream and never held as a tree (see
-    ``xsd.streamed_valid``); any other is parsed whole so that each finding says where.
+    A big valid document (beyond ``xslt.IN_MEMORY_BYTES``) is checked as a stream and
+    never held as a tree (see ``xsd.streamed_valid``); any other is parsed whole, which
+    is faster for a small one, and for an invalid one says where each finding is.
     """
 
     def xsd_for(root_tag: str) -> Xsd | None:
         return None if own_output or root_tag != CII_ROOT else widest_cii(registry.xsd("cii"))
 
-    root_tag = _root_tag(document) if _too_big(document) is None else None
+    big = not in_memory(document) and _too_big(document) is None
+    root_tag = _root_tag(document) if big else None
     if root_tag is not None and streamed_valid(_stream(document), root_tag, xsd_for(root_tag)):
         findings: list[Finding] = []
     else:

@@ -7,13 +7,14 @@ valid. Which rule sets run is the registry's business (``rulesets``).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from lxml import etree
 from saxonche import PySaxonApiError
 
 from gateway.errors import MappingError, ValidatorError
-from gateway.mapping.xslt import _LOCK, _compiled, _processor, scratch_directory, write_scratch
+from gateway.mapping.xslt import _LOCK, _compiled, apply
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import EN16931, TITLES, RuleRegistry, RuleSet, scan_directory
 from gateway.validation.xsd import CII_NS, UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
@@ -35,39 +36,35 @@ def syntax_of(root_tag: str) -> str:
 def run_rule_set(document: bytes | Path, rule_set: RuleSet) -> list[Finding]:
     """Every failed assert of one rule set, with the rule id it names, as layer ``rule_set.layer``.
 
-    ``document``: its bytes, or the file that holds them."""
+    ``document``: its bytes, or the file that holds them. A big one's report comes back
+    as a file, read as a stream: it holds a fired-rule element per line and rule, 140 MB
+    for a 100,000-line invoice."""
     try:
         executable = _compiled(rule_set.path)
     except MappingError as exc:
         raise ValidatorError(f"the {TITLES[rule_set.layer]} rule set does not compile: {exc.message}") from None
-    processor = _processor()
-    with _LOCK:
-        # Files, not strings, both ways (see xslt.scratch_directory): the report alone
-        # holds a fired-rule element per line, 140 MB for a 100,000-line invoice.
-        written = isinstance(document, bytes)
-        source = write_scratch("schematron-source.xml", document) if isinstance(document, bytes) else document
-        report = scratch_directory() / "schematron-report.xml"
-        try:
-            node = processor.parse_xml(xml_file_name=str(source))
-            executable.transform_to_file(xdm_node=node, output_file=str(report))
-            del node
-            return _failed_asserts(report, rule_set)
-        except PySaxonApiError as exc:
-            raise ValidatorError(f"the {TITLES[rule_set.layer]} rule set {rule_set.path.name} crashed: {exc}") from None
-        finally:
-            if written:
-                source.unlink()
-            report.unlink(missing_ok=True)
-
-
-def _failed_asserts(report: Path, rule_set: RuleSet) -> list[Finding]:
-    """The failed asserts of an SVRL report, read as a stream."""
     name = f"the {TITLES[rule_set.layer]} rule set {rule_set.path.name}"
-    if not report.is_file() or report.stat().st_size == 0:
+    with _LOCK:
+        try:
+            report = apply(executable, document, "schematron-report.xml")
+        except PySaxonApiError as exc:
+            raise ValidatorError(f"{name} crashed: {exc}") from None
+    try:
+        if isinstance(report, Path) and report.stat().st_size:
+            return _failed_asserts(str(report), rule_set, name)
+        if isinstance(report, bytes) and report:
+            return _failed_asserts(io.BytesIO(report), rule_set, name)
         raise ValidatorError(f"{name} produced no report")
+    finally:
+        if isinstance(report, Path):
+            report.unlink()
+
+
+def _failed_asserts(report: io.BytesIO | str, rule_set: RuleSet, name: str) -> list[Finding]:
+    """The failed asserts of an SVRL report, read as a stream."""
     findings = []
     fired = False
-    events = etree.iterparse(str(report), events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
+    events = etree.iterparse(report, events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
                              resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
     try:
         for _event, element in events:

@@ -31,6 +31,7 @@ from typing import IO, Any
 import structlog
 
 from gateway.errors import ValidatorError
+from gateway.mapping.xslt import in_memory
 from gateway.validation.invoice import Validation, schema_layers
 from gateway.validation.rulesets import RuleRegistry, RuleSet
 
@@ -101,9 +102,9 @@ class ValidationWorker:
         self._process: subprocess.Popen[bytes] | None = None
         #: Workers started so far, for the log and for tests.
         self.starts = 0
-        # The document goes to the worker as a file, not down the pipe: the worker then
+        # A big document goes to the worker as a file, not down the pipe: the worker then
         # reads it as a stream and Saxon from the file, never holding its bytes (a
-        # 100,000-line invoice is 65 MB; benchmarks/bench_big_invoice.py).
+        # 100,000-line invoice is some 50 MB; benchmarks/bench_big_invoice.py).
         self._directory = Path(tempfile.mkdtemp(prefix="gateway-validation-"))
         weakref.finalize(self, shutil.rmtree, self._directory, ignore_errors=True)
 
@@ -160,13 +161,16 @@ class ValidationWorker:
         assert process.stdin is not None
         started = time.monotonic()
         document = self._directory / "document.xml"
+        handed: bytes | str = payload
+        if not in_memory(payload):
+            try:
+                document.write_bytes(payload)
+            except OSError as exc:
+                raise ValidatorError(f"the document could not be handed to the validator ({document}): "
+                                     f"{exc.strerror}") from None
+            handed = str(document)
         try:
-            document.write_bytes(payload)
-        except OSError as exc:
-            raise ValidatorError(f"the document could not be handed to the validator ({document}): "
-                                 f"{exc.strerror}") from None
-        try:
-            _write(process.stdin, (str(document), profile, own_output))
+            _write(process.stdin, (handed, profile, own_output))
         except (BrokenPipeError, OSError):
             self._kill()
             raise ValidatorError("the validator process died before this document") from None
