@@ -40,6 +40,28 @@ def configure_logging(log_format: str = "auto", *, level: int = logging.INFO, de
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard logging module (watchdog, paramiko, alembic);
+    # their warnings and errors go out in the same format, so that every line of
+    # stderr is one JSON object when the log is JSON.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryHandler(logging.WARNING))
+    # watchdog's inotify thread, stopped while it waits for an event, logs this error as it
+    # ends: a race inside watchdog at every stop of the daemon, nothing an operator can act on.
+    logging.getLogger("watchdog.observers.inotify").addFilter(
+        lambda record: "called when the thread is inactive" not in record.getMessage())
+
+
+class _LibraryHandler(logging.Handler):
+    """A standard-logging record of a library, logged as a structlog event."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(record.levelno, "library.log", library=record.name,
+                                                  message=escaped(record.getMessage(), limit=2000))
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
 
 
 def debugging() -> bool:
