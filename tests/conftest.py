@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sshd import SshdServer, sshd_available
+
+from gateway.store import Store, db
 
 PROJECT = Path(__file__).resolve().parent.parent
 CORPUS = PROJECT.parent / "shared" / "corpus"
@@ -73,3 +75,20 @@ def sshd(tmp_path: Path) -> Iterator[SshdServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def open_store() -> Iterator[Callable[[str], Store]]:
+    """Stores at head on a URL (PostgreSQL is migrated on purpose, never on open); every
+    engine is disposed after the test."""
+    opened: list[Store] = []
+
+    def _open(url: str) -> Store:
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        opened.append(Store(engine))
+        return opened[-1]
+
+    yield _open
+    for store in opened:
+        store.close()

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,26 +27,10 @@ from gateway.config import Config, Partner, default_config, ensure_layout, load_
 from gateway.domain import FlowStatus, InvoiceStatus
 from gateway.intake.sample import write_sample_export
 from gateway.pipeline import PassSummary, Pipeline
-from gateway.store import Store, db
+from gateway.store import Store
 from gateway.store.lock import EXIT_STORE_HELD, DaemonLock, StoreHeld, hold_store
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def open_store() -> Iterator[Callable[[str], Store]]:
-    """Stores at head on a URL (PostgreSQL is migrated on purpose, never on open)."""
-    opened: list[Store] = []
-
-    def _open(url: str) -> Store:
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        opened.append(Store(engine))
-        return opened[-1]
-
-    yield _open
-    for store in opened:
-        store.close()
 
 
 def _wait_for(condition: Callable[[], bool], what: str, deadline: float = 120.0) -> None:

@@ -16,22 +16,6 @@ from gateway.store.models import Base
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def open_store():  # noqa: ANN201
-    """Open stores migrated to head; every engine is disposed after the test."""
-    opened: list[Store] = []
-
-    def _open(url: str) -> Store:
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        opened.append(Store(engine))
-        return opened[-1]
-
-    yield _open
-    for store in opened:
-        store.close()
-
-
 def _source(store: Store) -> int:
     with store.transaction() as tx:
         return tx.add_source_file(channel="erp", name="x.csv", path="/x.csv", sha256="0" * 64, size=1, now=NOW).id
