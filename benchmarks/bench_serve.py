@@ -35,7 +35,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from gateway.transport.as2 import build_message  # noqa: E402
-from gateway.transport.as2_http import post_message  # noqa: E402
+from gateway.transport.as2.http import post_message  # noqa: E402
 
 OURS, PARTNER = "CHORUS GATEWAY", "AIFE-CPP"
 

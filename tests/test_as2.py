@@ -38,7 +38,7 @@ from gateway.transport.as2 import (
     parse_mdn,
     parse_message,
 )
-from gateway.transport.as2_http import AS2Endpoint, post_message
+from gateway.transport.as2.http import AS2Endpoint, post_message
 
 OPENSSL = shutil.which("openssl")
 # CRLF, bare LF, a bare CR at the very end, NULs, UTF-8, a 3000-byte line, and "--" that looks like a boundary.

@@ -46,8 +46,8 @@ from gateway.transport.as2 import (
     OutboundMessage,
     build_mdn,
 )
-from gateway.transport.as2_http import AS2Endpoint, post_message
-from gateway.transport.as2_transport import flow_mic, load_credentials
+from gateway.transport.as2.http import AS2Endpoint, post_message
+from gateway.transport.as2.transport import flow_mic, load_credentials
 from test_as2 import OPENSSL, Party, _b64_mic, _party, _smime
 
 PARTNER_AS2, OUR_AS2 = "AIFE-CPP", "CHORUS GATEWAY"

@@ -24,7 +24,7 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.store import Store, db
 from gateway.store.models import InboundMessage
-from gateway.transport.as2_http import AS2Endpoint, Limits
+from gateway.transport.as2.http import AS2Endpoint, Limits
 
 OURS, PARTNER = "CHORUS GATEWAY", "AIFE-CPP"
 PARTNER_CAP = 5000  # [partners.chorus] as2_max_message_bytes

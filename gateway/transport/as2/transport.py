@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.config import Partner
 from gateway.errors import TransportError
-from gateway.transport.as2 import AS2Error, Mdn, build_message, parse_mdn
-from gateway.transport.as2_http import post_message
+from gateway.transport.as2.errors import AS2Error
+from gateway.transport.as2.message import Mdn, build_message, parse_mdn
+from gateway.transport.as2.http import post_message
 from gateway.transport.base import Delivery
 
 log = structlog.get_logger(__name__)

@@ -2,7 +2,7 @@
 
 Nothing here reads the S/MIME layers: the endpoint hands the raw headers and body to a
 handler supplied by the caller, so the gateway can store the request as evidence before
-``as2.parse_message`` (which may refuse it) ever sees it.
+``message.parse_message`` (which may refuse it) ever sees it.
 
 Anyone who reaches the port is a client, so what one can make the endpoint spend is bounded
 (``Limits``): header bytes and lines, one deadline for the whole request, a number of
@@ -34,7 +34,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 import structlog
 
 from gateway.errors import TransportError
-from gateway.transport.as2 import OutboundMessage
+from gateway.transport.as2.message import OutboundMessage
 
 log = structlog.get_logger(__name__)
 

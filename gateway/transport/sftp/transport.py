@@ -25,49 +25,29 @@ from __future__ import annotations
 import errno
 import hashlib
 import posixpath
-import re
 import socket
 import stat
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry
-from paramiko.sftp import (
-    CMD_ATTRS,
-    CMD_CLOSE,
-    CMD_EXTENDED,
-    CMD_EXTENDED_REPLY,
-    CMD_FSTAT,
-    CMD_HANDLE,
-    CMD_INIT,
-    CMD_OPEN,
-    CMD_STATUS,
-    CMD_VERSION,
-    CMD_WRITE,
-    SFTP_FLAG_CREATE,
-    SFTP_FLAG_TRUNC,
-    SFTP_FLAG_WRITE,
-    SFTPError,
-    int64,
-)
-from paramiko.sftp_attr import SFTPAttributes
+from paramiko.sftp import SFTPError
 
 from gateway.errors import TransportError
 from gateway.transport.base import Delivery
 from gateway.transport.local import TEMP_PREFIX, is_temporary
+from gateway.transport.sftp.client import DEFAULT_REQUEST_SIZE, SFTPClient, reason
+from gateway.transport.sftp.known_hosts import PinnedKeys, describe_key, same_key
 
-#: SFTP read/write request size when the server does not announce its limits (the protocol's minimum).
-DEFAULT_REQUEST_SIZE = 32768
-#: Largest SFTP read/write request we make, even when the server allows more.
-MAX_REQUEST_SIZE = 256 * 1024
-#: Write requests sent ahead of their answers (the SSH window bounds the bytes in flight anyway).
-MAX_OUTSTANDING_WRITES = 64
+if TYPE_CHECKING:
+    from gateway.config import Partner
+
 #: Our receive window and largest packet, for downloads (the server's own govern uploads).
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 32768
@@ -119,125 +99,10 @@ class SftpSettings:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
-class _SFTPClient(paramiko.SFTPClient):
-    """paramiko's client, keeping the extensions the server announces (paramiko drops them)."""
-
-    server_extensions: dict[str, bytes]
-
-    def _send_version(self) -> int:
-        message = paramiko.Message()
-        message.add_int(3)
-        self._send_packet(CMD_INIT, message)
-        kind, data = self._read_packet()
-        if kind != CMD_VERSION:
-            raise SFTPError("Incompatible sftp protocol")
-        reply = paramiko.Message(data)
-        version = reply.get_int()
-        self.server_extensions = {}
-        while reply.get_remainder():
-            name = reply.get_text()
-            self.server_extensions[name] = reply.get_binary()
-        return version
-
-    def request_sizes(self) -> tuple[int, int]:
-        """The largest read and write requests to make: the server's ``limits@openssh.com``, capped.
-
-        Large writes matter: paramiko's cost is per request, and 32 KiB requests halve its throughput.
-        """
-        if "limits@openssh.com" not in self.server_extensions:
-            return DEFAULT_REQUEST_SIZE, DEFAULT_REQUEST_SIZE
-        kind, reply = self._request(CMD_EXTENDED, "limits@openssh.com")
-        if kind != CMD_EXTENDED_REPLY or reply is None:
-            return DEFAULT_REQUEST_SIZE, DEFAULT_REQUEST_SIZE
-        reply.get_int64()  # max-packet-length
-        limits = reply.get_int64(), reply.get_int64()  # max-read-length, max-write-length (0: no limit)
-        read, write = (min(limit or MAX_REQUEST_SIZE, MAX_REQUEST_SIZE) for limit in limits)
-        return max(read, DEFAULT_REQUEST_SIZE), max(write, DEFAULT_REQUEST_SIZE)
-
-    def upload(self, path: str, data: memoryview, request_size: int, sent: Callable[[memoryview], None]) -> int:
-        """Write ``data`` to ``path`` (created or truncated); return the file's size as the server then sees it.
-
-        Two round trips per file: the open, then the writes, an fstat of the handle and its close,
-        sent back to back, their answers read as they come (paramiko's file object waits four
-        times: open, write answers, close, then a stat). The server handles the requests on one
-        handle in order, so the fstat sees every write. ``sent`` gets each slice once it is sent;
-        slices are views of ``data``, never copies of the whole.
-        """
-        flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
-        kind, reply = self._request(CMD_OPEN, path, flags, SFTPAttributes())
-        if kind != CMD_HANDLE or reply is None:
-            raise SFTPError("Expected handle")
-        handle = reply.get_binary()
-        answers = _Answers()
-        writes: deque[int] = deque()
-        failures: list[BaseException] = []
-        for offset in range(0, len(data), request_size):
-            piece = data[offset : offset + request_size]
-            writes.append(self._async_request(answers, CMD_WRITE, handle, int64(offset), piece))
-            sent(piece)
-            while len(writes) > MAX_OUTSTANDING_WRITES:
-                _collect(failures, self._expect_ok, answers, writes.popleft())
-            if failures:  # e.g. the disk is full: stop writing, but still close the handle
-                break
-        fstat = self._async_request(answers, CMD_FSTAT, handle)
-        close = self._async_request(answers, CMD_CLOSE, handle)
-        for number in writes:
-            _collect(failures, self._expect_ok, answers, number)
-        size = -1
-        kind, reply = self._answer(answers, fstat)
-        if kind == CMD_ATTRS:
-            attributes = SFTPAttributes._from_msg(reply)
-            size = attributes.st_size if attributes.st_size is not None else -1
-        else:
-            _collect(failures, self._check_status, kind, reply)
-        _collect(failures, self._expect_ok, answers, close)
-        if failures:
-            raise failures[0]
-        return size
-
-    def _answer(self, answers: _Answers, number: int) -> tuple[int, paramiko.Message]:
-        while number not in answers.received:
-            self._read_response()  # reads one answer and hands it to whoever asked
-        return answers.received.pop(number)
-
-    def _expect_ok(self, answers: _Answers, number: int) -> None:
-        self._check_status(*self._answer(answers, number))
-
-    def _check_status(self, kind: int, reply: paramiko.Message) -> None:
-        if kind != CMD_STATUS:
-            raise SFTPError(f"expected a status, got message type {kind}")
-        try:
-            self._convert_status(reply)  # raises OSError/EOFError unless OK
-        except (OSError, EOFError) as exc:
-            raise _StatusError(getattr(exc, "errno", None) or 0, _reason(exc)) from exc
-
-
-class _StatusError(OSError):
-    """The server answered a request with an error status: the connection itself is fine."""
-
-
-class _Answers:
-    """Where paramiko puts the answers to our pipelined requests while it waits for another one."""
-
-    def __init__(self) -> None:
-        self.received: dict[int, tuple[int, paramiko.Message]] = {}
-
-    def _async_response(self, kind: int, message: paramiko.Message, number: int) -> None:
-        self.received[number] = (kind, message)
-
-
-def _collect(failures: list[BaseException], check: Callable[..., None], *args: object) -> None:
-    """Run ``check(*args)``; keep an SFTP status error for later, so that every answer is still read."""
-    try:
-        check(*args)
-    except _StatusError as exc:  # not a timeout or a broken connection: those end the upload at once
-        failures.append(exc)
-
-
 @dataclass
 class _Connection:
     transport: paramiko.Transport
-    sftp: _SFTPClient
+    sftp: SFTPClient
     posix_rename: bool
     read_size: int = DEFAULT_REQUEST_SIZE
     write_size: int = DEFAULT_REQUEST_SIZE
@@ -251,71 +116,6 @@ class _Connection:
             self.sftp.close()
         with suppress(Exception):
             self.transport.close()
-
-
-@dataclass
-class _PinnedKeys:
-    """What a known_hosts file says about one ``host`` or ``[host]:port``."""
-
-    keys: list[paramiko.PKey] = field(default_factory=list)
-    revoked: list[paramiko.PKey] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, text: str, name: str) -> _PinnedKeys:
-        """Read OpenSSH's format: plain, hashed (``|1|``), wildcard and negated names, ``@revoked`` lines.
-
-        Lines paramiko cannot read (other key types, damaged lines) and ``@cert-authority`` lines
-        (host certificates are not supported) are skipped, as OpenSSH skips what it cannot use.
-        """
-        found = cls()
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            marker = ""
-            if line.startswith("@"):
-                marker, _, line = line.partition(" ")
-                if marker not in {"@revoked", "@cert-authority"}:
-                    continue
-            try:
-                entry = HostKeyEntry.from_line(line.strip(), number)
-            except Exception:  # noqa: BLE001 - paramiko's InvalidHostKey and base64/key errors: skip the line
-                continue
-            if entry is None or entry.key is None or not _host_matches(entry.hostnames, name):
-                continue
-            if marker == "@revoked":
-                found.revoked.append(entry.key)
-            elif not marker:
-                found.keys.append(entry.key)
-        return found
-
-
-def _host_matches(patterns: list[str], name: str) -> bool:
-    """OpenSSH's rule: one pattern matches and no negated (``!``) pattern does."""
-    matched = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        pattern = pattern[1:] if negated else pattern
-        if pattern.startswith("|1|"):
-            hit = paramiko.HostKeys.hash_host(name, pattern) == pattern
-        elif "*" in pattern or "?" in pattern:
-            regex = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
-            hit = re.fullmatch(regex, name.lower()) is not None
-        else:
-            hit = pattern.lower() == name.lower()
-        if hit and negated:
-            return False
-        matched = matched or hit
-    return matched
-
-
-def _same_key(one: paramiko.PKey, other: paramiko.PKey) -> bool:
-    return one.get_name() == other.get_name() and one.asbytes() == other.asbytes()
-
-
-def describe_key(key: paramiko.PKey) -> str:
-    """``ED25519 key SHA256:...``, the way OpenSSH names a key."""
-    return f"{key.algorithm_name} key {key.fingerprint}"
 
 
 class SftpTransport:
@@ -436,7 +236,7 @@ class SftpTransport:
         return self._connection is not None and self._connection.alive()
 
     @contextmanager
-    def _session(self, action: str) -> Iterator[tuple[_Connection, _SFTPClient]]:
+    def _session(self, action: str) -> Iterator[tuple[_Connection, SFTPClient]]:
         """The open connection; its failures become TransportErrors, and a broken one is dropped."""
         connection = self._connect()
         try:
@@ -447,9 +247,9 @@ class SftpTransport:
             if isinstance(exc, _CONNECTION_ERRORS) or not connection.alive():
                 self.close()
                 raise TransportError(
-                    f"connection to {self.settings.address} lost while {action}: {_reason(exc)}", peer=self.peer
+                    f"connection to {self.settings.address} lost while {action}: {reason(exc)}", peer=self.peer
                 ) from exc
-            raise TransportError(f"{action}: the server answered {_reason(exc)!r}", peer=self.peer) from exc
+            raise TransportError(f"{action}: the server answered {reason(exc)!r}", peer=self.peer) from exc
 
     def _connect(self) -> _Connection:
         if self._connection is not None:
@@ -462,7 +262,7 @@ class SftpTransport:
         try:
             sock = socket.create_connection((settings.host, settings.port), timeout=settings.connect_timeout)
         except OSError as exc:
-            raise TransportError(f"cannot reach {settings.address}: {_reason(exc)}", peer=self.peer) from exc
+            raise TransportError(f"cannot reach {settings.address}: {reason(exc)}", peer=self.peer) from exc
         # SFTP is request/answer: without this, Nagle holds each small request back for an ACK
         with suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -477,7 +277,7 @@ class SftpTransport:
         self.connections_opened += 1
         return connection
 
-    def _handshake(self, transport: paramiko.Transport, known: _PinnedKeys, key: paramiko.PKey | None) -> _Connection:
+    def _handshake(self, transport: paramiko.Transport, known: PinnedKeys, key: paramiko.PKey | None) -> _Connection:
         settings = self.settings
         transport.banner_timeout = settings.connect_timeout
         transport.handshake_timeout = settings.connect_timeout
@@ -495,7 +295,7 @@ class SftpTransport:
             ) from exc
         except (*_CONNECTION_ERRORS, OSError) as exc:
             raise TransportError(
-                f"SSH handshake with {settings.address} failed: {_reason(exc)}", peer=self.peer
+                f"SSH handshake with {settings.address} failed: {reason(exc)}", peer=self.peer
             ) from exc
         self._verify_host_key(transport.get_remote_server_key(), known)
         self._authenticate(transport, key)
@@ -505,12 +305,12 @@ class SftpTransport:
             )
             channel.settimeout(settings.io_timeout)
             channel.invoke_subsystem("sftp")
-            sftp = _SFTPClient(channel)
+            sftp = SFTPClient(channel)
             read_size, write_size = sftp.request_sizes()
         except (*_CONNECTION_ERRORS, OSError) as exc:
             raise TransportError(
                 f"{settings.address} accepted the login of {settings.username!r} but not an SFTP session: "
-                f"{_reason(exc)}",
+                f"{reason(exc)}",
                 peer=self.peer,
             ) from exc
         posix_rename = "posix-rename@openssh.com" in sftp.server_extensions
@@ -518,21 +318,21 @@ class SftpTransport:
 
     # -- host key and credentials --------------------------------------------------------
 
-    def _load_known_hosts(self) -> _PinnedKeys:
+    def _load_known_hosts(self) -> PinnedKeys:
         """The keys the known_hosts file pins (and revokes) for this host:port."""
         path = self.settings.known_hosts
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise TransportError(
-                f"cannot read the known_hosts file {path}: {_reason(exc)}", peer=self.peer, retryable=False
+                f"cannot read the known_hosts file {path}: {reason(exc)}", peer=self.peer, retryable=False
             ) from exc
-        return _PinnedKeys.parse(text, self.settings.known_hosts_name)
+        return PinnedKeys.parse(text, self.settings.known_hosts_name)
 
-    def _verify_host_key(self, offered: paramiko.PKey, known: _PinnedKeys) -> None:
+    def _verify_host_key(self, offered: paramiko.PKey, known: PinnedKeys) -> None:
         settings = self.settings
         offered_text = describe_key(offered)
-        if any(_same_key(offered, revoked) for revoked in known.revoked):
+        if any(same_key(offered, revoked) for revoked in known.revoked):
             raise TransportError(
                 f"host key of {settings.address} is REVOKED: the server offered the {offered_text}, which "
                 f"{settings.known_hosts} marks @revoked for {settings.known_hosts_name}. Refused",
@@ -548,7 +348,7 @@ class SftpTransport:
                 peer=self.peer,
                 retryable=False,
             )
-        if any(_same_key(offered, pinned) for pinned in known.keys):
+        if any(same_key(offered, pinned) for pinned in known.keys):
             return
         pinned_text = ", ".join(describe_key(pinned) for pinned in known.keys)
         raise TransportError(
@@ -571,13 +371,13 @@ class SftpTransport:
         except (paramiko.PasswordRequiredException, TypeError) as exc:
             if passphrase is not None:
                 raise TransportError(
-                    f"cannot load the private key {path}: {_reason(exc)}", peer=self.peer, retryable=False
+                    f"cannot load the private key {path}: {reason(exc)}", peer=self.peer, retryable=False
                 ) from exc
             message = f"the key file {path} is encrypted: set its passphrase in the settings"
             raise TransportError(message, peer=self.peer, retryable=False) from exc
         except (OSError, paramiko.SSHException, ValueError) as exc:
             hint = " (wrong passphrase?)" if passphrase is not None else ""
-            message = f"cannot load the private key {path}{hint}: {_reason(exc)}"
+            message = f"cannot load the private key {path}{hint}: {reason(exc)}"
             raise TransportError(message, peer=self.peer, retryable=False) from exc
 
     def _authenticate(self, transport: paramiko.Transport, key: paramiko.PKey | None) -> None:
@@ -609,12 +409,12 @@ class SftpTransport:
     def _lost_during_login(self, exc: BaseException) -> TransportError:
         return TransportError(
             f"connection to {self.settings.address} lost during the login of {self.settings.username!r}: "
-            f"{_reason(exc)}",
+            f"{reason(exc)}",
             peer=self.peer,
         )
 
     def _rename_into_place(
-        self, connection: _Connection, sftp: _SFTPClient, temporary: str, final: str, size: int
+        self, connection: _Connection, sftp: SFTPClient, temporary: str, final: str, size: int
     ) -> str:
         """Give the uploaded file its final name; return a note for the receipt ("" normally)."""
         if connection.posix_rename:
@@ -673,10 +473,40 @@ def _refusal(what: str, exc: paramiko.AuthenticationException) -> str:
     return f"{what} was not accepted"
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).strip()
-    return text or type(exc).__name__
+def sftp_settings(partner: Partner) -> SftpSettings:
+    """The SFTP settings of a partner: ``endpoint = "sftp://user@host:port"`` and the
+    credential files (known_hosts is required: host keys are pinned, never learnt)."""
+    url = urlsplit(partner.endpoint or "")
+    known_hosts = partner.credential("known_hosts")
+    if url.scheme != "sftp" or not url.hostname or not url.username:
+        raise TransportError("endpoint must read sftp://user@host[:port]", peer=partner.name, retryable=False)
+    if known_hosts is None:
+        raise TransportError("credentials.known_hosts is required: the host key is pinned from it",
+                             peer=partner.name, retryable=False)
+    return SftpSettings(
+        host=url.hostname,
+        port=url.port or 22,
+        username=url.username,
+        known_hosts=known_hosts,
+        key_file=partner.credential("private_key"),
+        key_passphrase=_secret(partner, "passphrase_file"),
+        password=_secret(partner, "password_file"),
+        outbound_dir=partner.remote_outbound_dir,
+        inbound_dir=partner.remote_inbound_dir,
+        done_dir=partner.remote_done_dir,
+        connect_timeout=min(15.0, partner.timeout_seconds),
+        io_timeout=partner.timeout_seconds,
+        peer=partner.name,
+    )
+
+
+def _secret(partner: Partner, name: str) -> str | None:
+    """A secret read from the file the configuration names (first line, stripped)."""
+    path = partner.credential(name)
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise TransportError(f"cannot read credentials.{name} {path}: {exc}", peer=partner.name,
+                             retryable=False) from None
