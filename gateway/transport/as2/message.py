@@ -146,7 +146,7 @@ def build_message(
     if encrypt_cert is not None:
         clear = mime.entity(entity_headers, body)
         mic_source = clear if mic_source is None else mic_source
-        body = cms.encrypt(clear, encrypt_cert, cms.ENCRYPTIONS[encryption])
+        body = cms.encrypt(clear, encrypt_cert, encryption)
         entity_headers = mime.pkcs7_headers("authEnveloped-data" if encryption.endswith("-gcm") else "enveloped-data",
                                         "smime.p7m")
     headers = _as2_headers(as2_from, as2_to, message_id, mime.safe(subject, "subject"), entity_headers)
@@ -338,8 +338,8 @@ def _mic(data: bytes, algorithm: str = "sha-256") -> str:
 
 def _sign(entity: bytes, key: PrivateKey, cert: x509.Certificate, digest: str) -> tuple[dict[str, str], bytes]:
     """Binary, detached: the signed bytes are the entity exactly as sent, which is what the MIC covers."""
-    algorithm, micalg = SIGNING_DIGESTS[digest]
-    signature = b"\r\n".join(base64.encodebytes(cms.signed_data(entity, key, cert, algorithm())).splitlines())
+    micalg = SIGNING_DIGESTS[digest][1]
+    signature = b"\r\n".join(base64.encodebytes(cms.signed_data(entity, key, cert, digest)).splitlines())
     boundary = mime.boundary(entity)
     body = mime.multipart(boundary, [entity, mime.entity({
         "Content-Type": 'application/pkcs7-signature; name="smime.p7s"', "Content-Transfer-Encoding": "base64",
