@@ -60,7 +60,8 @@ def _memory(pid: int) -> dict[str, int]:
 
 
 def _head(as2_from: str, framing: str) -> bytes:
-    return (f"POST / HTTP/1.1\r\nAS2-From: {as2_from}\r\nAS2-To: {OURS}\r\nMessage-ID: <{time.monotonic_ns()}@b>\r\n"
+    return (f"POST / HTTP/1.1\r\nHost: gateway\r\nAS2-From: {as2_from}\r\nAS2-To: {OURS}\r\n"
+            f"Message-ID: <{time.monotonic_ns()}@b>\r\n"
             f"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n{framing}\r\n").encode()
 
 

@@ -250,7 +250,7 @@ def test_stop_lets_a_request_already_read_finish(tmp_path: Path) -> None:
 
     endpoint = AS2Endpoint("127.0.0.1", 0, handler, limits=Limits(shutdown_grace=10), spool_dir=tmp_path).start()
     port = int(endpoint.url.rsplit(":", 1)[1].rstrip("/"))
-    client = _request(port, "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n", b"body")
+    client = _request(port, "POST / HTTP/1.1\r\nHost: gateway\r\nContent-Length: 4\r\n\r\n", b"body")
     assert running.wait(10)
 
     endpoint.stop()

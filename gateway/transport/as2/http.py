@@ -1,18 +1,28 @@
-"""The network edges of AS2: one POST out, and a small threaded endpoint in. Standard library only.
+"""The network edges of AS2: one POST out, and the endpoint partners POST to, on uvicorn.
 
 Nothing here reads the S/MIME layers: the endpoint hands the raw headers and body to a
 handler supplied by the caller, so the gateway can store the request as evidence before
 ``message.parse_message`` (which may refuse it) ever sees it.
 
+The endpoint is an ASGI application served by uvicorn (HTTP parsed by h11): the application
+gets the headers first and asks the handler to *admit* them (``Intake.admit``), and only then
+reads the body, chunk by chunk as uvicorn receives it, into a spool file on disk; uvicorn sends
+``100 Continue`` only when the body is first read, so a refused client is never invited to send.
 Anyone who reaches the port is a client, so what one can make the endpoint spend is bounded
-(``Limits``): header bytes and lines, one deadline for the whole request, a number of
-connections, bodies on disk rather than in memory and no larger than the handler admits
-after seeing the headers, and a stop that does not wait for slow clients.
+(``Limits``). uvicorn bounds none of it the way it must be bounded (its ``limit_concurrency``
+answers once the headers have arrived, and has no Retry-After; h11's header limit is one
+number, answered 400; nothing bounds the time a client takes to send its headers), so a thin
+guard wraps uvicorn's protocol for each connection (``_Guard``): the number of connections
+(503 at once, before a byte is read), the size and count of the head (431), one deadline from
+accept to the request's last byte (408), a stop that does not wait for slow clients, and a
+short linger after an early answer so that the client reads it instead of a reset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import http
 import http.client
@@ -20,7 +30,6 @@ import io
 import math
 import re
 import socket
-import socketserver
 import ssl
 import tempfile
 import threading
@@ -29,9 +38,11 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.errors import TransportError
 from gateway.transport.as2.message import OutboundMessage
@@ -41,22 +52,24 @@ log = structlog.get_logger(__name__)
 #: ``handler(headers, body) -> (status, headers, body)``. Headers keep the sender's spelling and order.
 Handler = Callable[[dict[str, str], bytes], tuple[int, Mapping[str, str], bytes]]
 Response = tuple[int, Mapping[str, str], bytes]
+_T = TypeVar("_T")
 
 _HOP_BY_HOP = {"content-length", "connection", "transfer-encoding", "keep-alive"}
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE = re.compile(r"[\r\n\x00]")
-_BUFFER = 64 * 1024
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 #: Bodies over this are handed to the handler one at a time: a handler holds its body in memory (and the
 #: S/MIME layers copy it), so these are what the endpoint's memory is bounded by.
 LARGE_BODY = 1024 * 1024
 #: After an answer given before the whole request was read, what the client still sends is read and dropped
 #: for this long, so that it gets the answer rather than a connection reset.
 _LINGER_SECONDS = 2.0
-_WATCH_INTERVAL = 0.1
 _BUSY_TEXT = b"too many connections: send again later\n"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Type: text/plain; charset=utf-8\r\n"
          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT))
+_STOPPING = "stopping"
+_GUARD = "gateway.as2.guard"  # the key of the connection's guard in the ASGI scope's "state"
 
 
 def post_message(
@@ -97,9 +110,9 @@ def post_message(
 class Limits:
     """What one client can make the endpoint spend (docs/transport.md, "Limits of gateway serve")."""
 
-    #: Connections open at once; the next one is answered 503 (Retry-After) and closed by the accepting thread.
+    #: Connections open at once; the next one is answered 503 (Retry-After) and closed before a byte is read.
     max_connections: int = 16
-    #: Seconds from accept to the last byte of the request (TLS handshake, headers, body): else 408 and close.
+    #: Seconds from accept (over TLS: from the handshake's end) to the request's last byte: else 408 and close.
     request_deadline: float = 60.0
     #: The request line and header lines, in bytes and in number of header lines: else 431.
     max_header_bytes: int = 65_536
@@ -169,8 +182,8 @@ class Intake(Protocol):
     """What the endpoint asks about each request. Both may run on several threads at once."""
 
     def admit(self, headers: dict[str, str]) -> int | Response:
-        """Called once the headers are read, before any byte of the body: the most body bytes the request may
-        carry, or the answer that refuses it (the body is then never read)."""
+        """Called once the headers are read, before the body is: the most body bytes the request may carry, or
+        the answer that refuses it (the body is then never read, nor ``100 Continue`` sent)."""
 
     def receive(self, headers: dict[str, str], body: Body) -> Response:
         """A body read whole, or read in part and refused (``body.refusal``: its answer is the refusal's)."""
@@ -192,14 +205,13 @@ class _PlainIntake:
 
 
 class AS2Endpoint:
-    """Receives AS2 POSTs (messages, or asynchronous MDNs) on its own threads until ``stop()``.
+    """Receives AS2 POSTs (messages, or asynchronous MDNs) until ``stop()``, on uvicorn in a thread of its own.
 
     ``handler`` is an ``Intake`` (sees the headers before the body is read), or a plain ``Handler``. One
-    request per connection, one thread per connection, at most ``limits.max_connections`` of them. Bodies
-    are spooled to anonymous files in ``spool_dir`` (the system's temporary directory if None); a body over
-    ``LARGE_BODY`` is handed over once the previous large one is done. HTTPS when given a server
-    ``ssl_context`` (the handshake runs on the connection's thread, within the deadline). Port 0 picks a
-    free port: read ``url``.
+    request per connection, at most ``limits.max_connections`` connections. Bodies are spooled to anonymous
+    files in ``spool_dir`` (the system's temporary directory if None); a body over ``LARGE_BODY`` is handed
+    over once the previous large one is done. Handlers run on threads of their own (they block on the
+    store). HTTPS when given a server ``ssl_context``. Port 0 picks a free port: read ``url``.
     """
 
     def __init__(
@@ -215,68 +227,78 @@ class AS2Endpoint:
         self.host, self.port, self.ssl_context, self.spool_dir = host, port, ssl_context, spool_dir
         self.limits = limits or Limits()
         self.intake = handler if isinstance(handler, Intake) else _PlainIntake(handler, self.limits.max_body)
-        self._server: _Listener | None = None
+        self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._watcher: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._connections: set[_Connection] = set()
+        self._bound: int | None = None
+        # Used on the event loop's thread only.
+        self._guards: set[_Guard] = set()
         self._stopping = False
-        self._stopped = threading.Event()
-        self._large = threading.BoundedSemaphore(1)
+        self._stop_event: asyncio.Event | None = None
+        self._large: asyncio.Semaphore | None = None
         self._busy_refused, self._busy_logged_at = 0, -math.inf
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if self._bound is None:
             raise RuntimeError("the endpoint is not started")
         scheme = "https" if self.ssl_context else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self._server.server_address[1]}/"
+        return f"{scheme}://{host}:{self._bound}/"
 
     def start(self) -> AS2Endpoint:
+        """Listens (an ``OSError`` if the address cannot be had), then serves on a thread of its own."""
         if self._server is not None:
             raise RuntimeError("the endpoint is already started")
-        self._server = _Listener((self.host, self.port), self)
-        self._stopping = False
-        self._stopped.clear()
-        port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"as2-endpoint-{port}", daemon=True)
-        self._watcher = threading.Thread(target=self._watch, name=f"as2-deadlines-{port}", daemon=True)
+        listening = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind((self.host, self.port))
+        except OSError:
+            listening.close()
+            raise
+        config = uvicorn.Config(
+            _App(self), http=functools.partial(_Guard, self), ws="none", lifespan="off", interface="asgi3",
+            log_config=None, access_log=False, server_header=False, date_header=False, proxy_headers=False,
+            backlog=64, h11_max_incomplete_event_size=self.limits.max_header_bytes + 1,
+            # A backstop: ``_overran`` closes what outlives the grace first, so nothing is cancelled mid-handler.
+            timeout_graceful_shutdown=self.limits.shutdown_grace + 0.5,
+            ssl_context_factory=(lambda _config, _default: self.ssl_context) if self.ssl_context else None,
+        )
+        server, loop = uvicorn.Server(config), asyncio.new_event_loop()
+        self._bound, self._server, self._loop = listening.getsockname()[1], server, loop
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            self._stop_event, self._large = asyncio.Event(), asyncio.Semaphore(1)
+            self._stopping = False
+            try:
+                loop.run_until_complete(server.serve(sockets=[listening]))
+            finally:
+                listening.close()
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, name=f"as2-endpoint-{self._bound}", daemon=True)
         self._thread.start()
-        self._watcher.start()
+        while not server.started and self._thread.is_alive():
+            time.sleep(0.01)
+        if not server.started:
+            self._server = self._loop = self._thread = None
+            raise OSError(f"the AS2 endpoint did not start on {self.host}:{self.port}")
         return self
 
     def stop(self) -> None:
-        """Stops accepting and closes at once the connections still sending or lingering; a request already
-        read finishes, within ``limits.shutdown_grace`` seconds. One that overruns it is cut and logged, so
-        this returns within about the grace whatever the clients do."""
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is None:
+        """Stops accepting and closes at once the connections still sending their request (503 with Retry-After)
+        or lingering; a request already read finishes, within ``limits.shutdown_grace`` seconds. One that
+        overruns it is cut and logged, so this returns within about the grace whatever the clients do."""
+        server, loop, thread = self._server, self._loop, self._thread
+        self._server = self._loop = self._thread = None
+        if server is None or loop is None or thread is None:
             return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        with self._lock:
-            self._stopping = True
-            connections = list(self._connections)
-        now = time.monotonic()
-        for connection in connections:
-            connection.check(now, stopping=True)
-        end = now + self.limits.shutdown_grace
-        for connection in connections:
-            if connection.thread is not None:
-                connection.thread.join(max(0.0, end - time.monotonic()))
-        overran = [c for c in connections if c.thread is not None and c.thread.is_alive()]
-        for connection in overran:
-            connection.kill()
-        if overran:
-            log.warning("as2.stopped_with_requests_in_flight", requests=len(overran),
-                        grace_seconds=self.limits.shutdown_grace)
-        self._stopped.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            loop.call_soon_threadsafe(self._begin_stop)
+        server.should_exit = True
+        thread.join(timeout=self.limits.shutdown_grace + 10)
 
     def __enter__(self) -> AS2Endpoint:
         return self.start()
@@ -284,342 +306,357 @@ class AS2Endpoint:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # -- connections ---------------------------------------------------------------------------------------------
+    # -- on the event loop's thread ------------------------------------------------------------------------------
 
-    def _accepted(self, sock: socket.socket, address: Any) -> None:
-        """On the accepting thread: a thread for the connection, or 503 when ``max_connections`` are open."""
-        with self._lock:
-            busy = self._stopping or len(self._connections) >= self.limits.max_connections
-            if not busy:
-                connection = _Connection(sock, str(address[0]), time.monotonic() + self.limits.request_deadline)
-                self._connections.add(connection)
-        if busy:
-            self._refuse_busy(sock, str(address[0]))
-            return
-        connection.thread = threading.Thread(target=self._serve, args=(connection,), daemon=True,
-                                             name=f"as2-connection-{address[0]}:{address[1]}")
-        connection.thread.start()
+    def _begin_stop(self) -> None:
+        self._stopping = True
+        assert self._stop_event is not None
+        self._stop_event.set()
+        for guard in list(self._guards):
+            guard.stop()
+        asyncio.get_running_loop().call_later(self.limits.shutdown_grace, self._overran)
 
-    def _refuse_busy(self, sock: socket.socket, client: str) -> None:
-        # Never blocks the accepting thread: one non-blocking send fits a fresh socket's buffer. Over TLS
-        # nothing can be said before a handshake, which would cost a thread: the connection is just closed.
-        try:
-            if self.ssl_context is None:
-                sock.setblocking(False)
-                sock.send(_BUSY)
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            sock.close()
+    def _overran(self) -> None:
+        if self._guards:
+            log.warning("as2.stopped_with_requests_in_flight", requests=len(self._guards),
+                        grace_seconds=self.limits.shutdown_grace)
+        for guard in list(self._guards):
+            guard.kill()
+
+    def _admit_connection(self, guard: _Guard) -> bool:
+        if not self._stopping and len(self._guards) < self.limits.max_connections:
+            self._guards.add(guard)
+            return True
         self._busy_refused += 1
         now = time.monotonic()
         if now - self._busy_logged_at >= 60:  # at most one line a minute, however many are refused
-            log.warning("as2.connections_refused", client=client, refused=self._busy_refused,
+            log.warning("as2.connections_refused", client=guard.client, refused=self._busy_refused,
                         max_connections=self.limits.max_connections)
             self._busy_refused, self._busy_logged_at = 0, now
+        return False
 
-    def _watch(self) -> None:
-        """Cuts the connections past their deadline; while stopping, also those not running a handler."""
-        while not self._stopped.wait(_WATCH_INTERVAL):
-            with self._lock:
-                connections, stopping = list(self._connections), self._stopping
-            now = time.monotonic()
-            for connection in connections:
-                connection.check(now, stopping=stopping)
+    def _forget(self, guard: _Guard) -> None:
+        self._guards.discard(guard)
 
-    def _serve(self, connection: _Connection) -> None:
-        stream: socket.socket = connection.sock
-        try:
-            stream.settimeout(self.limits.request_deadline)  # the watchdog cuts first; this is the backstop
-            if self.ssl_context is not None:
-                try:
-                    stream = self.ssl_context.wrap_socket(stream, server_side=True)
-                except (OSError, ValueError) as exc:
-                    log.info("as2.tls_handshake_failed", client=connection.client, error=str(exc)[:200])
+
+_HEAD, _APP, _REPLYING, _LINGERING, _CLOSED = "head", "app", "replying", "lingering", "closed"
+
+
+class _Guard(asyncio.Protocol):
+    """One connection: uvicorn's protocol inside, the limits uvicorn does not hold around it.
+
+    Phases: ``head`` (the guard counts the request line and headers, and answers 408 at the deadline),
+    ``app`` (the application reads the body within the same deadline, then the handler runs), ``replying``,
+    ``lingering`` (after an early answer, what the client still sends is dropped for ``_LINGER_SECONDS``).
+    """
+
+    def __init__(self, endpoint: AS2Endpoint, **uvicorn_arguments: Any) -> None:
+        self.endpoint, self.limits = endpoint, endpoint.limits
+        app_state = {**uvicorn_arguments.pop("app_state"), _GUARD: self}
+        self.inner = H11Protocol(app_state=app_state, **uvicorn_arguments)
+        self.loop = self.inner.loop
+        self.transport: asyncio.Transport | None = None
+        self.client = "?"
+        self.phase = _HEAD
+        self.head = bytearray()
+        self.deadline = math.inf
+        self.read_whole = False  #: set by the application once the request was read to its end
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) else "?"
+        if not self.endpoint._admit_connection(self):
+            # Nothing read, nothing started: one write the socket's buffer takes at once. Over TLS this comes
+            # after the handshake (asyncio's, bounded by its own timeout).
+            self.phase = _CLOSED
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self.enter(_HEAD, self.loop.time() + self.limits.request_deadline)
+        self.inner.connection_made(_Transport(self, transport))
+
+    def data_received(self, data: bytes) -> None:
+        if self.phase in (_LINGERING, _CLOSED):
+            return
+        if self.phase == _HEAD:
+            end = _END_OF_HEAD.search(bytes(self.head[-3:]) + data)
+            taken = len(data) if end is None else end.end() - min(3, len(self.head))
+            if len(self.head) + taken > self.limits.max_header_bytes:
+                self.refuse(Refusal(431, f"the request line and headers exceed {self.limits.max_header_bytes} bytes"))
+                return
+            self.head += data[:taken]
+            if end is not None:
+                fields = len(self.head.strip().splitlines()) - 1
+                if fields > self.limits.max_headers:
+                    self.refuse(Refusal(431, f"more than {self.limits.max_headers} header fields"))
                     return
-            self._converse(connection, stream)
-        except Exception:  # noqa: BLE001 - one connection's bug must not end the endpoint
-            log.exception("as2.connection_failed", client=connection.client)
-        finally:
-            # Forgotten before the socket closes, so that a client that saw the close can count on the slot.
-            with self._lock:
-                self._connections.discard(connection)
-            for sock in (stream, connection.sock, connection.control):
-                with contextlib.suppress(OSError):
-                    sock.close()
+                self.enter(_APP, self.deadline)  # the application reads the body within the same deadline
+        self.inner.data_received(data)
 
-    def _converse(self, connection: _Connection, stream: socket.socket) -> None:
-        rfile = stream.makefile("rb", buffering=_BUFFER)
+    def eof_received(self) -> bool | None:
+        if self.phase == _HEAD and self.head:
+            self.refuse(Refusal(400, "the connection closed before the end of the request headers"))
+            return True
+        if self.phase == _LINGERING:
+            self.close_now()
+            return None
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = _CLOSED
+        self._cancel_timer()
+        self.endpoint._forget(self)
+        if self.inner.transport is not None:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # -- phases -------------------------------------------------------------------------------------------------
+
+    def enter(self, phase: str, deadline: float = math.inf) -> None:
+        self.phase, self.deadline = phase, deadline
+        self._cancel_timer()
+        if deadline != math.inf:
+            self._timer = self.loop.call_at(deadline, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self.phase == _HEAD:
+            self.refuse(Refusal(408, f"the request headers did not arrive within {self.limits.request_deadline:g} s"))
+        elif self.phase == _LINGERING:
+            self.close_now()
+        elif self.phase == _REPLYING:
+            self.kill()  # a client that does not read its answer
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Answers on the guard's own, before the application has the request (its head is not whole)."""
+        log.warning("as2.request_refused", client=self.client, status=refusal.status, reason=refusal.reason)
+        assert self.transport is not None
+        self.transport.write(_raw_response(refusal.response()))
+        self.phase = _REPLYING
+        self.close()
+
+    def close(self) -> None:
+        """The end of an answer (uvicorn's, or the guard's): linger if the client may still be sending."""
+        if self.phase in (_LINGERING, _CLOSED) or self.transport is None:
+            return
+        if self.read_whole or self.endpoint._stopping:
+            self.close_now()
+            return
+        self.enter(_LINGERING, self.loop.time() + _LINGER_SECONDS)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the client's read ends here, whatever it still sends
+        self.transport.resume_reading()
+
+    def close_now(self) -> None:
+        self.phase = _CLOSED
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def kill(self) -> None:
+        self.phase = _CLOSED
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def stop(self) -> None:
+        """At ``AS2Endpoint.stop``: a head still arriving is answered 503, a linger ends; the application sees
+        the stop while it reads a body (``_App._next``), and a running handler gets the grace."""
+        if self.phase == _HEAD:
+            self.refuse(Refusal(503, "the server is stopping: send again later", {"Retry-After": "60"}))
+        elif self.phase == _LINGERING:
+            self.close_now()
+
+    def headers(self, parsed: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The request's headers as h11 parsed them (names in lower case), with the sender's spelling of the
+        names taken back from the head as received: it is the evidence kept of the request."""
+        spelled = [line.split(b":", 1)[0] for line in self.head.splitlines()[1:] if b":" in line]
+        pairs, position = [], 0
+        for name, value in parsed:
+            while position < len(spelled) and spelled[position].lower() != name:
+                position += 1  # a line h11 dropped (a repeated Content-Length)
+            original = spelled[position] if position < len(spelled) else name
+            position += 1
+            pairs.append((original.decode("latin-1"), value.decode("latin-1")))
+        return _joined(pairs)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _Transport:
+    """The transport uvicorn's protocol writes to: its ``close()`` lets the guard linger first."""
+
+    def __init__(self, guard: _Guard, transport: asyncio.Transport) -> None:
+        self._guard, self._transport = guard, transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._guard.close()
+
+    def is_closing(self) -> bool:
+        return self._guard.phase in (_LINGERING, _CLOSED) or self._transport.is_closing()
+
+
+class _App:
+    """The ASGI application: admit the headers, read the body within the limits, hand it over, answer."""
+
+    def __init__(self, endpoint: AS2Endpoint) -> None:
+        self.endpoint, self.intake, self.limits = endpoint, endpoint.intake, endpoint.limits
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
+        guard: _Guard = scope["state"][_GUARD]
+        headers = guard.headers(scope["headers"])
         try:
-            try:
-                head = self._read_head(rfile, connection)
-            except _Refused as exc:
-                self._refused(connection, stream, exc.refusal)
+            response = await self._respond(guard, scope, headers, receive)
+        except asyncio.CancelledError:
+            if guard.phase == _CLOSED:  # cut at the end of the stop's grace: nobody to answer
                 return
-            if head is None:  # closed before a request: a port probe
-                return
-            method, version, pairs = head
-            if method != "POST":
-                self._refused(connection, stream, Refusal(405, f"{method[:20]} is not accepted here, only POST",
-                                                          {"Allow": "POST"}))
-                return
-            headers = _joined(pairs)
-            connection.enter(_HANDLING)
-            try:
-                admitted = self.intake.admit(headers)
-            except Exception:  # noqa: BLE001 - the partner gets a 500, the operator the traceback
-                log.exception("as2.handler_failed", client=connection.client)
-                admitted = 500, _TEXT, b"internal error\n"
-            if not isinstance(admitted, int):
-                self._reply(connection, stream, admitted, linger=True)
-                return
-            connection.enter(_READING, connection.request_deadline)
-            body = self._read_body(rfile, stream, connection, headers, version, admitted)
-        finally:
-            rfile.close()
+            raise
+        guard.enter(_REPLYING, guard.loop.time() + self.limits.request_deadline)
+        status, reply_headers, body = response
+        fields = [(name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in _fields(response)]
+        await send({"type": "http.response.start", "status": status, "headers": fields})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _respond(self, guard: _Guard, scope: dict[str, Any], headers: dict[str, str],
+                       receive: Callable[[], Any]) -> Response:
+        if scope["method"] != "POST":
+            return self._refused(guard, Refusal(405, f"{scope['method'][:20]} is not accepted here, only POST",
+                                                {"Allow": "POST"}))
+        admitted = await self._run(guard, self.intake.admit, headers)
+        if not isinstance(admitted, int):
+            return admitted
+        body = await self._read_body(guard, headers, receive, admitted)
+        large = body.refusal is None and (body.size or 0) > LARGE_BODY
         try:
-            connection.enter(_HANDLING)
-            large = body.refusal is None and (body.size or 0) > LARGE_BODY
-            with self._large if large else contextlib.nullcontext():
-                try:
-                    response = self.intake.receive(headers, body)
-                except Exception:  # noqa: BLE001 - the partner gets a 500, the operator the traceback
-                    log.exception("as2.handler_failed", client=connection.client)
-                    response = 500, _TEXT, b"internal error\n"
+            assert self.endpoint._large is not None
+            async with self.endpoint._large if large else contextlib.nullcontext():
+                return await self._run(guard, self.intake.receive, headers, body)
         finally:
             body.close()
-        self._reply(connection, stream, response, linger=body.refusal is not None)
 
-    def _read_head(self, rfile: IO[bytes], connection: _Connection) -> tuple[str, str, list[tuple[str, str]]] | None:
-        """Request line and header lines within ``max_header_bytes`` and ``max_headers``; None on a connection
-        closed before its first byte."""
-        budget = self.limits.max_header_bytes
-        line = b"\r\n"
-        while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: empty lines before the request line are ignored
-            line = self._line(rfile, connection, budget, first=budget == self.limits.max_header_bytes)
-            if line is None:
-                return None
-            budget -= len(line)
-        parts = line.rstrip(b"\r\n").split(b" ")
-        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
-            raise _Refused(400, "malformed request line")
-        if not re.fullmatch(rb"HTTP/1\.[01]", parts[2]):
-            raise _Refused(505 if parts[2].startswith(b"HTTP/") else 400, "only HTTP/1.0 and HTTP/1.1 are spoken")
-        pairs: list[tuple[str, str]] = []
-        while True:
-            line = self._line(rfile, connection, budget)
-            assert line is not None
-            budget -= len(line)
-            if line in (b"\r\n", b"\n"):
-                return parts[0].decode("ascii"), parts[2].decode("ascii"), pairs
-            if len(pairs) == self.limits.max_headers:
-                raise _Refused(431, f"more than {self.limits.max_headers} header fields")
-            name, colon, value = line.partition(b":")
-            if not colon or not _TOKEN.fullmatch(name):
-                raise _Refused(400, "malformed header line (folded lines are not accepted)")
-            value = value.strip(b" \t\r\n")
-            if re.search(rb"[\r\n\x00]", value):
-                raise _Refused(400, "a header value holds CR, LF or NUL")
-            pairs.append((name.decode("ascii"), value.decode("latin-1")))
-
-    def _line(self, rfile: IO[bytes], connection: _Connection, budget: int, *, first: bool = False) -> bytes | None:
-        try:
-            line = rfile.readline(budget + 1)
-        except OSError:
-            line = b""
-        if len(line) > budget:
-            raise _Refused(431, f"the request line and headers exceed {self.limits.max_header_bytes} bytes")
-        if not line.endswith(b"\n"):
-            if first and not line and connection.cut is None:
-                return None
-            raise _Refused(*self._interrupted(connection, "the request headers"))
-        return line
-
-    def _interrupted(self, connection: _Connection, what: str) -> tuple[int, str, Mapping[str, str]]:
-        """Why reading ended early: the deadline, a stop, or the client."""
-        if connection.cut == "stopping":
-            return 503, "the server is stopping: send again later", {"Retry-After": "60"}
-        if connection.cut == "deadline" or time.monotonic() >= connection.request_deadline:
-            return 408, f"{what} did not arrive within {self.limits.request_deadline:g} s", {}
-        return 400, f"the connection closed before the end of {what}", {}
-
-    def _read_body(self, rfile: IO[bytes], stream: socket.socket, connection: _Connection, headers: dict[str, str],
-                   version: str, limit: int) -> Body:
+    async def _read_body(self, guard: _Guard, headers: dict[str, str], receive: Callable[[], Any],
+                         limit: int) -> Body:
+        """The body to a spool file, hashed on the way, up to ``limit`` bytes (then 413, having read one more)."""
         fields = {name.lower(): value for name, value in headers.items()}
-        coding, length = fields.get("transfer-encoding"), fields.get("content-length")
         declared = None
-        if coding is not None:
-            if coding.strip().lower() != "chunked":
-                return Body(refusal=Refusal(501, "only the chunked transfer coding is accepted"))
-        elif length is None:
-            return Body(refusal=Refusal(411, "Content-Length or chunked Transfer-Encoding is required"))
-        else:
-            values = {value.strip() for value in length.split(",")}
-            if len(values) != 1 or not re.fullmatch(r"[0-9]{1,18}", next(iter(values))):
-                return Body(refusal=Refusal(400, f"bad Content-Length {length[:40]!r}"))
-            declared = int(values.pop())
+        if "transfer-encoding" not in fields:  # h11 has refused any coding but chunked, and a bad Content-Length
+            if "content-length" not in fields:
+                return Body(refusal=Refusal(411, "Content-Length or chunked Transfer-Encoding is required"))
+            declared = int(fields["content-length"].split(",")[0])
             if declared > limit:
                 return Body(declared=declared, refusal=Refusal(413, f"the body of {declared} bytes exceeds the "
                                                                     f"{limit} bytes accepted"))
-        if version == "HTTP/1.1" and fields.get("expect", "").strip().lower() == "100-continue":
-            stream.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         # Anonymous (unlinked at once): nothing is left on disk after the request, or after a crash.
-        body = Body(tempfile.TemporaryFile(dir=self.spool_dir), declared=declared)  # noqa: SIM115 - Body closes it
+        body = Body(tempfile.TemporaryFile(dir=self.endpoint.spool_dir), declared=declared)  # noqa: SIM115
+        expected = f" of {declared}" if declared is not None else ""
+        assert self.endpoint._stop_event is not None
+        stopping = asyncio.ensure_future(self.endpoint._stop_event.wait())
         try:
-            if declared is None:
-                self._read_chunked(rfile, body, limit)
-            else:
-                _copy(rfile, body, declared)
-        except _Refused as exc:
-            body.refusal = exc.refusal
-        except (OSError, _Incomplete):
-            expected = f" of {declared}" if declared is not None else ""
-            body.refusal = Refusal(*self._interrupted(connection, f"the body ({body.size}{expected} bytes read)"))
-        return body
+            while True:
+                message = await self._next(guard, receive, stopping)
+                if not isinstance(message, dict) or message["type"] != "http.request":
+                    cut = message if isinstance(message, str) else None
+                    body.refusal = _interrupted(cut, self.limits, f"the body ({body.size}{expected} bytes read)")
+                    return body
+                assert body.size is not None
+                data = message.get("body", b"")
+                if body.size + len(data) > limit:
+                    body.write(data[:limit + 1 - body.size])
+                    body.refusal = Refusal(413, f"the body exceeds the {limit} bytes accepted (read up to "
+                                                f"{limit + 1} bytes)")
+                    return body
+                body.write(data)
+                if not message.get("more_body", False):
+                    guard.read_whole = True
+                    return body
+        finally:
+            stopping.cancel()
 
-    def _read_chunked(self, rfile: IO[bytes], body: Body, limit: int) -> None:
-        while True:
-            line = rfile.readline(1025)
-            if not line.endswith(b"\n"):
-                if len(line) > 1024:
-                    raise _Refused(400, "a chunk size line is too long")
-                raise _Incomplete
-            size = line.split(b";", 1)[0].strip()
-            if not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", size):
-                raise _Refused(400, "bad chunk size line")
-            count = int(size, 16)
-            if count == 0:
-                break
-            assert body.size is not None
-            if body.size + count > limit:
-                _copy(rfile, body, limit + 1 - body.size)
-                raise _Refused(413, f"the body exceeds the {limit} bytes accepted (read up to {limit + 1} bytes)")
-            _copy(rfile, body, count)
-            end = rfile.readline(3)
-            if end not in (b"\r\n", b"\n"):
-                if not end.endswith(b"\n") and len(end) < 3:
-                    raise _Incomplete
-                raise _Refused(400, "a chunk is longer than its size line")
-        budget, trailers = self.limits.max_header_bytes, 0
-        while True:  # trailer fields, bounded as headers are, and dropped
-            line = rfile.readline(budget + 1)
-            budget -= len(line)
-            trailers += 1
-            if budget < 0 or trailers > self.limits.max_headers + 1:
-                raise _Refused(431, "the trailer fields exceed the header limits")
-            if not line.endswith(b"\n"):
-                raise _Incomplete
-            if line in (b"\r\n", b"\n"):
-                return
+    async def _next(self, guard: _Guard, receive: Callable[[], Any], stopping: asyncio.Future[Any]) -> Any:
+        """The next ASGI message, or why there is none: ``"deadline"`` or ``"stopping"``."""
+        chunk = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({chunk, stopping}, timeout=max(0.0, guard.deadline - guard.loop.time()),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if chunk in done:
+            return chunk.result()
+        chunk.cancel()
+        return _STOPPING if stopping in done else "deadline"
 
-    def _refused(self, connection: _Connection, stream: socket.socket, refusal: Refusal) -> None:
-        log.warning("as2.request_refused", client=connection.client, status=refusal.status, reason=refusal.reason)
-        self._reply(connection, stream, refusal.response(), linger=True)
+    def _refused(self, guard: _Guard, refusal: Refusal) -> Response:
+        log.warning("as2.request_refused", client=guard.client, status=refusal.status, reason=refusal.reason)
+        return refusal.response()
 
-    def _reply(self, connection: _Connection, stream: socket.socket, response: Response, *, linger: bool) -> None:
-        status, headers, body = response
-        connection.enter(_REPLYING, time.monotonic() + self.limits.request_deadline)
+    async def _run(self, guard: _Guard, function: Callable[..., _T], *arguments: Any) -> _T | Response:
+        """``function`` on a thread of its own (a handler blocks on the store; a daemon thread, so that a stop
+        never waits for one past its grace). Its exception is a 500 for the client, a traceback for the log."""
+        future: asyncio.Future[_T] = guard.loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(result)
+
+        def run() -> None:
+            try:
+                outcome, error = function(*arguments), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, which logs it
+                outcome, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop ended at the stop: nobody waits
+                guard.loop.call_soon_threadsafe(settle, outcome, error)
+
+        deadline = guard.deadline
+        guard.enter(_APP)  # no deadline while the handler runs: the stop's grace bounds it
+        threading.Thread(target=run, name=f"as2-handler-{guard.client}", daemon=True).start()
         try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        lines = [f"HTTP/1.1 {status} {phrase}"]
-        lines += [f"{name}: {_UNSAFE.sub(' ', value)}" for name, value in headers.items()
-                  if name.lower() not in _HOP_BY_HOP and _TOKEN.fullmatch(name.encode("latin-1", "replace"))]
-        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        try:
-            stream.sendall("\r\n".join(lines).encode("latin-1", "replace") + body)
-            if linger:
-                self._linger(connection, stream)
-        except OSError:
-            pass  # the client is gone
-
-    def _linger(self, connection: _Connection, stream: socket.socket) -> None:
-        """After an answer given before the whole request was read: drop what the client still sends, for a
-        moment, so that it reads the answer instead of a reset (closing a socket with unread data resets it)."""
-        connection.enter(_LINGERING, time.monotonic() + _LINGER_SECONDS)
-        connection.control.shutdown(socket.SHUT_WR)
-        while stream.recv(_BUFFER):
-            pass
+            return await future
+        except Exception:  # noqa: BLE001 - the partner gets a 500, the operator the traceback
+            log.exception("as2.handler_failed", client=guard.client)
+            return 500, _TEXT, b"internal error\n"
+        finally:
+            guard.enter(_APP, deadline)
 
 
-_READING, _HANDLING, _REPLYING, _LINGERING = "reading", "handling", "replying", "lingering"
+def _interrupted(cut: str | None, limits: Limits, what: str) -> Refusal:
+    """Why reading ended early: the stop, the deadline, or the client."""
+    if cut == _STOPPING:
+        return Refusal(503, "the server is stopping: send again later", {"Retry-After": "60"})
+    if cut == "deadline":
+        return Refusal(408, f"{what} did not arrive within {limits.request_deadline:g} s")
+    return Refusal(400, f"the connection closed before the end of {what}")
 
 
-class _Connection:
-    """One client connection, as the watchdog sees it: its phase, and until when that phase may last."""
-
-    def __init__(self, sock: socket.socket, client: str, request_deadline: float) -> None:
-        self.sock, self.client, self.request_deadline = sock, client, request_deadline
-        # A second descriptor of the same socket: shutdown() through it wakes the thread blocked on the socket
-        # even once ``ssl`` has taken the original over.
-        self.control = sock.dup()
-        self.phase = _READING
-        self.deadline: float | None = request_deadline
-        self.cut: str | None = None  #: "deadline" or "stopping", once reading was cut
-        self.thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def enter(self, phase: str, deadline: float | None = None) -> None:
-        with self._lock:
-            self.phase, self.deadline = phase, deadline
-
-    def check(self, now: float, *, stopping: bool) -> None:
-        """Past its deadline, or stopping while it reads or lingers: reading is cut (an answer can still be
-        written, a 408 or a 503), or the whole connection once the answer is being written. A running handler
-        is never cut here: it may finish within the grace."""
-        with self._lock:
-            if self.phase == _HANDLING:
-                return
-            late = self.deadline is not None and now >= self.deadline
-            if not late and not (stopping and self.phase in (_READING, _LINGERING)):
-                return
-            if self.cut is None:
-                self.cut = "deadline" if late else "stopping"
-            how = socket.SHUT_RD if self.phase == _READING else socket.SHUT_RDWR
-            self.deadline = None
-        with contextlib.suppress(OSError):
-            self.control.shutdown(how)
-
-    def kill(self) -> None:
-        with contextlib.suppress(OSError):
-            self.control.shutdown(socket.SHUT_RDWR)
+def _fields(response: Response) -> list[tuple[str, str]]:
+    """A handler's headers made safe to send (its framing is the endpoint's), then the framing: one answer, then
+    the connection closes."""
+    _, headers, body = response
+    fields = [(name, _UNSAFE.sub(" ", value)) for name, value in headers.items()
+              if name.lower() not in _HOP_BY_HOP and _TOKEN.fullmatch(name.encode("latin-1", "replace"))]
+    return [*fields, ("Content-Length", str(len(body))), ("Connection", "close")]
 
 
-class _Listener(socketserver.TCPServer):
-    """Accepts and hands each connection to ``AS2Endpoint._accepted``."""
-
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], endpoint: AS2Endpoint) -> None:
-        self.endpoint = endpoint
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, socketserver.BaseRequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.endpoint._accepted(request, client_address)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> None:
-        self.refusal = Refusal(status, reason, headers or {})
-        super().__init__(reason)
-
-
-class _Incomplete(Exception):
-    """The stream ended (or was cut) before the end of the request."""
-
-
-def _copy(rfile: IO[bytes], body: Body, count: int) -> None:
-    while count > 0:
-        data = rfile.read1(min(_BUFFER, count))  # type: ignore[attr-defined]
-        if not data:
-            raise _Incomplete
-        body.write(data)
-        count -= len(data)
+def _raw_response(response: Response) -> bytes:
+    """What the guard writes itself, when the application does not have the request."""
+    try:
+        phrase = http.HTTPStatus(response[0]).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {response[0]} {phrase}", *(f"{name}: {value}" for name, value in _fields(response)), "", ""]
+    return "\r\n".join(lines).encode("latin-1", "replace") + response[2]
 
 
 def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
