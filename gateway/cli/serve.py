@@ -35,23 +35,16 @@ from gateway.transport.as2 import (
     AUTHENTICATION_FAILED,
     SIGNING_DIGESTS,
     UNEXPECTED_ERROR,
-    AS2Credentials,
-    AS2Endpoint,
     AS2Error,
-    Body,
-    Limits,
     Mdn,
     MdnRequest,
-    Refusal,
     build_mdn,
-    flow_mic,
-    load_credentials,
-    mdn_problem,
     parse_mdn,
     parse_message,
-    raw_message,
     same_mic,
 )
+from gateway.transport.as2.http import AS2Endpoint, Body, Limits, Refusal
+from gateway.transport.as2.transport import AS2Credentials, flow_mic, load_credentials, mdn_problem, raw_message
 
 log = structlog.get_logger("gateway.serve")
 
