@@ -15,11 +15,11 @@ from gateway import packaging
 from gateway.config import Partner
 from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, Syntax
 from gateway.errors import PackagingError, TransportError
+from gateway.fs import write_atomically
 from gateway.pipeline.summary import PassSummary
 from gateway.store import Tx
 from gateway.store.models import Flow, Invoice, Transmission
 from gateway.transport import Delivery
-from gateway.transport.local import write_atomically
 
 if TYPE_CHECKING:
     from gateway.clock import Clock
