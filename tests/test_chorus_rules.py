@@ -29,7 +29,7 @@ from gateway.intake.attachments import Attachment
 from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
 from gateway.mapping import map_invoice, to_canonical
-from gateway.mapping.xslt import transform
+from gateway.xml.saxon import transform
 from gateway.resources import mapping_path
 from gateway.validation import chorus_attachments
 from gateway.validation.chorus import NS, RULES, ChorusContext, check_chorus_rules

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -29,7 +28,7 @@ from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_expo
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
 from gateway.mapping import compute_totals, map_invoice
 from gateway.mapping.canonical import line_net_amount
-from gateway.mapping.xslt import _LOCK, _processor
+from gateway.xml import saxon
 from gateway.packaging import build_archive
 from gateway.reports import parse_report
 from gateway.sandbox import SandboxSettings, process_flow
@@ -92,25 +91,17 @@ def with_text(payload: bytes, path: str, value: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-@functools.cache
-def _compiled_schematron(path: Path) -> PyXsltExecutable:
-    # Saxon's single processor of this process, as the product uses; compiled once.
-    with _LOCK:
-        return _processor().new_xslt30_processor().compile_stylesheet(stylesheet_file=str(path))
-
-
 @pytest.fixture
 def schematron(corpus: Path) -> PyXsltExecutable:
     path = corpus / "schematron" / "en16931" / "cii" / "xslt" / "EN16931-CII-validation.xslt"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
-    return _compiled_schematron(path)
+    return saxon.compile_stylesheet(path)
 
 
 def failed_asserts(executable: PyXsltExecutable, payload: bytes) -> list[tuple[str, str, str]]:
     """(id, flag, text) of every failed assert; an SVRL that did not really run fails the test."""
-    processor = _processor()
-    with _LOCK:
+    with saxon.exclusive() as processor:
         node = processor.parse_xml(xml_text=payload.decode("utf-8"))
         output = executable.transform_to_string(xdm_node=node)
     assert output, "the Schematron produced nothing"

@@ -29,7 +29,7 @@ from gateway.errors import InputError, MappingError
 from gateway.intake.attachments import default_attachment_dir
 from gateway.intake import records
 from gateway.intake.export_records import RecordInvoice, Step, parse_path, read_records
-from gateway.mapping.xslt import transform
+from gateway.xml.saxon import transform
 
 def _parser() -> etree.XMLParser:
     # An export is untrusted input: no DTD, no entity expansion, no network, and

@@ -16,8 +16,8 @@ from gateway.errors import MappingError
 from gateway.intake.csv_export import ExportedInvoice
 from gateway.mapping.canonical import Totals, compute_totals, to_canonical, write_canonical
 from gateway.mapping.facturx import to_facturx
-from gateway.mapping.xslt import IN_MEMORY_BYTES, scratch_directory, transform
 from gateway.resources import mapping_path
+from gateway.xml.saxon import IN_MEMORY_BYTES, scratch_directory, transform
 
 #: The stylesheet that turns the canonical invoice into each XML syntax (Factur-X is
 #: the CII embedded into the invoice's PDF).

@@ -36,7 +36,7 @@ from saxonche import PySaxonApiError
 
 from gateway.errors import ValidatorError
 from gateway.fs import write_atomically
-from gateway.mapping.xslt import _LOCK, _processor
+from gateway.xml import saxon
 
 SKELETON_DIR = Path(lxml.isoschematron.__file__).resolve().parent / "resources" / "xsl" / "iso-schematron-xslt1"
 _ISO_NS = "http://purl.oclc.org/dsdl/schematron"
@@ -48,8 +48,7 @@ _PIPELINE = "iso-xslt1-skeleton/1"
 
 def _run(stylesheet: str, *, source_file: Path | None = None, source_text: str | None = None,
          parameters: dict[str, str] | None = None) -> str:
-    processor = _processor()
-    with _LOCK:
+    with saxon.exclusive() as processor:
         compiler = processor.new_xslt30_processor()
         executable = compiler.compile_stylesheet(stylesheet_file=str(SKELETON_DIR / stylesheet))
         for name, value in (parameters or {}).items():
@@ -96,9 +95,9 @@ def compile_schematron(source: Path) -> bytes:
 
 
 def _check_compiles(compiled: bytes, name: str) -> None:
-    with _LOCK:
+    with saxon.exclusive() as processor:
         try:
-            _processor().new_xslt30_processor().compile_stylesheet(stylesheet_text=compiled.decode("utf-8"))
+            processor.new_xslt30_processor().compile_stylesheet(stylesheet_text=compiled.decode("utf-8"))
         except PySaxonApiError as exc:
             raise ValidatorError(f"the XSLT compiled from {name} does not compile: {exc}") from None
 

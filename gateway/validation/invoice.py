@@ -14,7 +14,6 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway.mapping.xslt import in_memory
 from gateway.validation import chorus
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import DEFAULT_PROFILE, RuleRegistry, scan_directory
@@ -29,6 +28,7 @@ from gateway.validation.xsd import (
     streamed_valid,
     widest_cii,
 )
+from gateway.xml.saxon import in_memory
 
 #: Documents larger than this are refused before parsing (a flow member is far smaller).
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
@@ -120,7 +120,7 @@ def schema_layers(
     ``own_output``: the document is what the gateway wrote (CII is checked against the
     EN16931 profile XSD); otherwise it was received (the widest CII XSD available).
 
-    A big valid document (beyond ``xslt.IN_MEMORY_BYTES``) is checked as a stream and
+    A big valid document (beyond ``saxon.IN_MEMORY_BYTES``) is checked as a stream and
     never held as a tree (see ``xsd.streamed_valid``); any other is parsed whole, which
     is faster for a small one, and for an invalid one says where each finding is.
     """

@@ -14,10 +14,10 @@ from lxml import etree
 from saxonche import PySaxonApiError
 
 from gateway.errors import MappingError, ValidatorError
-from gateway.mapping.xslt import _LOCK, _compiled, apply
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import EN16931, TITLES, RuleRegistry, RuleSet, scan_directory
 from gateway.validation.xsd import CII_NS, UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
+from gateway.xml import saxon
 
 _SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 _SEVERITY = {"fatal": Severity.FATAL, "error": Severity.ERROR, "warning": Severity.WARNING,
@@ -40,13 +40,13 @@ def run_rule_set(document: bytes | Path, rule_set: RuleSet) -> list[Finding]:
     as a file, read as a stream: it holds a fired-rule element per line and rule, 140 MB
     for a 100,000-line invoice."""
     try:
-        executable = _compiled(rule_set.path)
+        executable = saxon.compile_stylesheet(rule_set.path)
     except MappingError as exc:
         raise ValidatorError(f"the {TITLES[rule_set.layer]} rule set does not compile: {exc.message}") from None
     name = f"the {TITLES[rule_set.layer]} rule set {rule_set.path.name}"
-    with _LOCK:
+    with saxon.exclusive():
         try:
-            report = apply(executable, document, "schematron-report.xml")
+            report = saxon.apply(executable, document, "schematron-report.xml")
         except PySaxonApiError as exc:
             raise ValidatorError(f"{name} crashed: {exc}") from None
     try:
