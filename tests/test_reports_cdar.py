@@ -22,7 +22,7 @@ from gateway.domain import (
     ReportOutcome,
 )
 from gateway.errors import ReportError
-from gateway.reports import cdar, cppstatut, lifecycle, registry
+from gateway.reports import cdar, cppstatut, lifecycle, model, registry
 from gateway.reports.model import ErrorLine, FlowStatusEntry, InvoiceStatusEntry, ParsedReport
 from gateway.reports.reconcile import reconcile_report
 from gateway.resources import schema_path
@@ -176,7 +176,7 @@ def _schema(path: Path) -> etree.XMLSchema:
 
 
 def test_the_registry_reads_cppstatut_and_cdar() -> None:
-    assert set(registry.known_roots()) == {registry.CPPSTATUT_ROOT, cdar.ROOT}
+    assert set(registry.known_roots()) == {cppstatut.ROOT, cdar.ROOT}
     assert registry.parse_any(_flow("500")) == cdar.parse_report(_flow("500"))
 
 
@@ -217,7 +217,7 @@ def test_the_registry_refuses_what_is_not_safe_xml(raw: bytes, expected: str) ->
 
 def test_the_registry_refuses_an_oversized_report(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = _flow("500")
-    monkeypatch.setattr(registry, "MAX_REPORT_BYTES", 100)
+    monkeypatch.setattr(model, "MAX_REPORT_BYTES", 100)
     with pytest.raises(ReportError, match=f"the report is {len(raw)} bytes, over the 100-byte limit"):
         registry.parse_any(raw)
     with pytest.raises(ReportError, match="over the 100-byte limit"):

@@ -29,15 +29,8 @@ from gateway.errors import InputError, MappingError
 from gateway.intake.attachments import default_attachment_dir
 from gateway.intake import records
 from gateway.intake.export_records import RecordInvoice, Step, parse_path, read_records
+from gateway.xml import safe
 from gateway.xml.saxon import transform
-
-def _parser() -> etree.XMLParser:
-    # An export is untrusted input: no DTD, no entity expansion, no network, and
-    # libxml2's limits on depth and text size kept (huge_tree off).
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
-
 
 def read_xml_export(
     path: Path,
@@ -69,7 +62,7 @@ def read_xml_export(
 def parse_source(data: bytes, file: str) -> etree._ElementTree:
     """The export as a tree; ``InputError`` with the line if it is not well-formed XML."""
     try:
-        tree = etree.parse(io.BytesIO(data), _parser())
+        tree = etree.parse(io.BytesIO(data), safe.parser())
     except etree.XMLSyntaxError as exc:
         line = exc.position[0] if exc.position else None
         raise InputError(f"not well-formed XML: {exc.msg}", file=file, line=line or None) from None
@@ -93,7 +86,7 @@ def _records(source: SourceIndex, file: str, stylesheet: Path) -> Iterator[tuple
     except MappingError as exc:
         raise InputError(" ".join(exc.message.split()), file=file) from None
     try:
-        result = etree.fromstring(output, _parser())
+        result = etree.fromstring(output, safe.parser())
     except etree.XMLSyntaxError as exc:
         raise InputError(f"the stylesheet {stylesheet.name} did not produce XML: {exc.msg}", file=file) from None
     for position, invoice in enumerate(read_records(result, file=file, stylesheet=stylesheet.name), start=1):

@@ -20,6 +20,7 @@ from lxml import etree
 from pypdf import PdfReader
 
 from gateway.errors import MappingError
+from gateway.xml import safe
 
 #: The Factur-X profile Chorus Pro takes in FSO1117A flows (DOMAIN.md §1), as factur-x spells it.
 LEVEL = "en16931"
@@ -43,7 +44,6 @@ _GUIDELINE_PATH = "rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentCo
 _WINDOW = 1024
 # What may precede the root element: XML declaration, whitespace, comments, PIs.
 _PROLOG_ITEM = re.compile(rb"\s+|<!--.*?-->|<\?(?P<target>[^\s?]+).*?\?>", re.DOTALL)
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def to_facturx(cii: bytes, pdf: bytes, *, lang: str = "fr-FR") -> bytes:
@@ -123,7 +123,7 @@ def extract_cii(pdf: bytes) -> bytes:
             if reasons
             else f"the PDF carries no Factur-X XML (no embedded {FACTURX_FILENAME}): it is a plain PDF, not a Factur-X"
         )
-    root = etree.fromstring(xml, _PARSER)
+    root = etree.fromstring(xml, safe.parser())
     if root.tag != _CII_ROOT:
         raise MappingError(
             f"the PDF embeds {filename} whose root is {root.tag}, not a CII CrossIndustryInvoice "
@@ -227,7 +227,7 @@ def _check_plain_pdf(reader: PdfReader) -> None:
 
 def _check_cii(xml: bytes) -> None:
     try:
-        root = etree.fromstring(xml, _PARSER)
+        root = etree.fromstring(xml, safe.parser())
     except etree.XMLSyntaxError as exc:
         raise MappingError(f"the CII is not well-formed XML: {exc}") from exc
     if root.tag != _CII_ROOT:
@@ -266,7 +266,7 @@ def _generation_failure(exc: Exception, records: list[logging.LogRecord], xml: b
             f"the CII does not pass the Factur-X EN16931 XSD: {shown}{more}; "
             "complete the ERP data or fix the CII mapping"
         )
-    missing = _missing_metadata_terms(etree.fromstring(xml, _PARSER))
+    missing = _missing_metadata_terms(etree.fromstring(xml, safe.parser()))
     if missing:
         return (
             f"the CII has no {', no '.join(missing)}, which EN 16931 requires and factur-x reads for the "

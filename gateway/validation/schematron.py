@@ -17,7 +17,7 @@ from gateway.errors import MappingError, ValidatorError
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import EN16931, TITLES, RuleRegistry, RuleSet, scan_directory
 from gateway.validation.xsd import CII_NS, UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
-from gateway.xml import saxon
+from gateway.xml import safe, saxon
 
 _SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 _SEVERITY = {"fatal": Severity.FATAL, "error": Severity.ERROR, "warning": Severity.WARNING,
@@ -64,8 +64,9 @@ def _failed_asserts(report: io.BytesIO | str, rule_set: RuleSet, name: str) -> l
     """The failed asserts of an SVRL report, read as a stream."""
     findings = []
     fired = False
-    events = etree.iterparse(report, events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
-                             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    # huge_tree: the report is Saxon's output over a document bounded beforehand (invoice.MAX_DOCUMENT_BYTES).
+    events = safe.iterparse(report, events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
+                            huge_tree=True)
     try:
         for _event, element in events:
             if element.tag == f"{_SVRL}fired-rule":

