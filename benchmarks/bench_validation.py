@@ -192,7 +192,7 @@ def _generate(sizes: list[int], tmp: Path, cii: bool) -> dict[tuple[str, str, in
     """One invoice per size: the header of a sample invoice, lines copied from a sample export (distinct ids)."""
     from gateway.domain import Syntax
     from gateway.intake.readers import read_export
-    from gateway.intake.records import ExportedInvoice
+    from gateway.invoice import ExportedInvoice
     from gateway.intake.sample import write_sample_export
     from gateway.mapping import map_invoice
 

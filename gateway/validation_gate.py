@@ -40,7 +40,7 @@ TIME_BUDGET_MARKER = "validation exceeded its time budget"
 def reference_invoice(syntax: Syntax) -> bytes:
     """A correct invoice in ``syntax``, to tell a broken validator from a bad invoice."""
     from gateway.intake.readers import read_export
-    from gateway.intake.records import ExportedInvoice
+    from gateway.invoice import ExportedInvoice
     from gateway.intake.sample import write_sample_export
     from gateway.mapping import map_invoice
 

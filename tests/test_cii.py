@@ -24,7 +24,8 @@ from saxonche import PyXsltExecutable
 
 from gateway.config import default_config
 from gateway.domain import FLOW_KINDS, Syntax
-from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
+from gateway.intake.csv_export import CsvOptions, read_csv_export
+from gateway.invoice import ExportedInvoice
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
 from gateway.mapping import compute_totals, map_invoice
 from gateway.mapping.canonical import line_net_amount

@@ -28,7 +28,8 @@ import pytest
 from lxml import etree
 
 from gateway.config import STARTER_CONFIG, load_config
-from gateway.intake.csv_export import ALL_FIELDS, CsvOptions, ExportedInvoice, InvoiceLine, Party, read_csv_export
+from gateway.intake.csv_export import ALL_FIELDS, CsvOptions, read_csv_export
+from gateway.invoice import ExportedInvoice, InvoiceLine, Party
 from gateway.intake.sample import SUPPLIER_IBAN, SUPPLIER_SIRET, SUPPLIER_VAT, write_sample_export
 from gateway.errors import ConfigError, MappingError
 from gateway.mapping import compute_totals, map_invoice, to_canonical

@@ -27,7 +27,8 @@ from gateway.errors import GatewayError, InputError, MappingError
 from gateway.fs import is_temporary, temporary_name
 from gateway.intake.csv_export import CsvOptions, encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, read_export, resolve_input_format
-from gateway.intake.records import VAT_ROUNDING_POLICIES, ExportedInvoice, RejectedRecord
+from gateway.intake.records import VAT_ROUNDING_POLICIES, RejectedRecord
+from gateway.invoice import ExportedInvoice
 from gateway.mapping import map_invoice, output_extension
 
 #: Longest file-name stem written: leaves room for a uniqueness suffix and the extension

@@ -28,6 +28,7 @@ from lxml import etree
 from gateway.errors import InputError, MappingError
 from gateway.intake.attachments import default_attachment_dir
 from gateway.intake import records
+from gateway.invoice import ExportedInvoice
 from gateway.intake.export_records import RecordInvoice, Step, parse_path, read_records
 from gateway.xml import safe
 from gateway.xml.saxon import transform
@@ -38,7 +39,7 @@ def read_xml_export(
     attachment_dir: Path | None = None,
     vat_rounding: str = "erp",
     limits: records.InvoiceLimits | None = None,
-) -> Iterator[records.ExportedInvoice | records.RejectedRecord]:
+) -> Iterator[ExportedInvoice | records.RejectedRecord]:
     """Yield the invoices of one XML export in the order the stylesheet wrote them.
 
     Raises ``InputError`` when the file cannot be read as a whole; then nothing has
@@ -102,7 +103,7 @@ def _records(source: SourceIndex, file: str, stylesheet: Path) -> Iterator[tuple
 
 def judge(
     invoice: RecordInvoice, file: str, original: str, first_line: int, options: records.ReadOptions
-) -> records.ExportedInvoice | records.RejectedRecord:
+) -> ExportedInvoice | records.RejectedRecord:
     """The invoice, or every reason it cannot be taken: its structure's and its values'."""
     limits = options.limits
     # The export is read whole (see above); an invoice beyond the limits is at least
@@ -117,7 +118,7 @@ def judge(
     result = records.assemble(file, list(invoice.rows), original, options) if invoice.rows else None
     if isinstance(result, records.RejectedRecord):
         errors += [_located_at_invoice(error, invoice.location) for error in result.errors]
-    if isinstance(result, records.ExportedInvoice) and not errors:
+    if isinstance(result, ExportedInvoice) and not errors:
         return replace(result, first_line=first_line, warnings=invoice.warnings)
     return records.RejectedRecord(
         file=file,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway.domain import FLOW_KINDS, Syntax
 from gateway.errors import MappingError
-from gateway.intake.csv_export import ExportedInvoice
+from gateway.invoice import ExportedInvoice
 from gateway.mapping.canonical import Totals, compute_totals, to_canonical, write_canonical
 from gateway.mapping.facturx import to_facturx
 from gateway.resources import mapping_path
