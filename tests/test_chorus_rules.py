@@ -33,8 +33,9 @@ from gateway.mapping import map_invoice, to_canonical
 from gateway.xml.saxon import transform
 from gateway.resources import mapping_path
 from gateway.validation import chorus_attachments
-from gateway.validation.chorus import NS, RULES, ChorusContext, check_chorus_rules
+from gateway.validation.chorus import RULES, ChorusContext, check_chorus_rules
 from gateway.validation.findings import Finding, Severity
+from gateway.xml.syntax import NS
 
 PROJECT = Path(__file__).resolve().parent.parent
 ERROR, WARNING = Severity.ERROR, Severity.WARNING

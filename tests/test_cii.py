@@ -23,7 +23,7 @@ from lxml import etree
 from saxonche import PyXsltExecutable
 
 from gateway.config import default_config
-from gateway.domain import FLOW_KINDS, Syntax
+from gateway.domain import Syntax
 from gateway.intake.csv_export import CsvOptions, read_csv_export
 from gateway.invoice import ExportedInvoice
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
@@ -41,6 +41,7 @@ from gateway.validation.invoice import parse_invoice
 from gateway.store import Store
 from gateway.validation.xsd import check_xsd
 from gateway.validation_gate import ValidationGate, reference_invoice
+from gateway.xml.syntax import SYNTAXES
 from cli_runner import gateway
 
 NS = {
@@ -124,8 +125,8 @@ def fatal_ids(executable: PyXsltExecutable, payload: bytes) -> set[str]:
 
 
 def test_cii_is_registered_with_its_interface() -> None:
-    assert FLOW_KINDS[Syntax.CII].interface_code == "FSO1106A"
-    assert FLOW_KINDS[Syntax.CII].syntaxe_flux == "IN_DP_E1_CII_16B"
+    assert SYNTAXES[Syntax.CII].interface_code == "FSO1106A"
+    assert SYNTAXES[Syntax.CII].syntaxe_flux == "IN_DP_E1_CII_16B"
     assert "FSO1106A" in KNOWN_INTERFACES
 
 

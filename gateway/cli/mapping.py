@@ -29,7 +29,8 @@ from gateway.intake.csv_export import CsvOptions, encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, read_export, resolve_input_format
 from gateway.intake.records import VAT_ROUNDING_POLICIES, RejectedRecord
 from gateway.invoice import ExportedInvoice
-from gateway.mapping import map_invoice, output_extension
+from gateway.mapping import map_invoice
+from gateway.xml.syntax import SYNTAXES
 
 #: Longest file-name stem written: leaves room for a uniqueness suffix and the extension
 #: under the 255-byte limit of common filesystems.
@@ -315,7 +316,7 @@ def map_command(
     reader, stylesheet = input_format
     target = Syntax(syntax)
     options = CsvOptions(delimiter=delimiter, encoding=encoding, decimal=decimal, date_format=date_format)
-    output = OutputDir.create(out_dir, output_extension(target))
+    output = OutputDir.create(out_dir, SYNTAXES[target].extension)
     mapped = failed = 0
     for path in export_files(inputs):
         results = map_export(path, reader, target, options, stylesheet, credit_note_as_invoice=credit_note_as_invoice,

@@ -19,8 +19,6 @@ from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import DEFAULT_PROFILE, RuleRegistry, scan_directory
 from gateway.validation.schematron import run_rule_set, syntax_of
 from gateway.validation.xsd import (
-    CII_ROOT,
-    LINE_TAGS,
     Xsd,
     check_xsd,
     describe_schema,
@@ -29,6 +27,7 @@ from gateway.validation.xsd import (
     widest_cii,
 )
 from gateway.xml import safe
+from gateway.xml.syntax import CII_ROOT, LINE_TAGS
 from gateway.xml.saxon import in_memory
 
 #: Documents larger than this are refused before parsing (a flow member is far smaller).

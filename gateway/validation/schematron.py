@@ -16,21 +16,20 @@ from saxonche import PySaxonApiError
 from gateway.errors import MappingError, ValidatorError
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import EN16931, TITLES, RuleRegistry, RuleSet, scan_directory
-from gateway.validation.xsd import CII_NS, UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
-from gateway.xml import safe, saxon
+from gateway.xml import safe, saxon, syntax
 
 _SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 _SEVERITY = {"fatal": Severity.FATAL, "error": Severity.ERROR, "warning": Severity.WARNING,
              "information": Severity.WARNING}
-_SYNTAX_OF_NAMESPACE = {UBL_INVOICE_NS: "ubl", UBL_CREDIT_NOTE_NS: "ubl", CII_NS: "cii"}
 
 
 def syntax_of(root_tag: str) -> str:
-    """``ubl`` or ``cii`` for a root element; ``ValidatorError`` for anything else."""
-    syntax = _SYNTAX_OF_NAMESPACE.get(etree.QName(root_tag).namespace or "")
-    if syntax is None:
+    """The syntax (``ubl``, ``cii``) whose rule sets check documents of this root element;
+    ``ValidatorError`` for a root no syntax has."""
+    known = syntax.of_root(root_tag)
+    if known is None:
         raise ValidatorError(f"no rule set for documents of root {root_tag}")
-    return syntax
+    return known.syntax.value
 
 
 def run_rule_set(document: bytes | Path, rule_set: RuleSet) -> list[Finding]:
