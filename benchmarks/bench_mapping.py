@@ -101,7 +101,7 @@ def _map_in_this_process(export: Path, syntax: str, discard: bool) -> dict[str, 
 
     from gateway.cli.mapping import Mapped, OutputDir, map_export
     from gateway.domain import Syntax
-    from gateway.mapping import output_extension
+    from gateway.xml.syntax import SYNTAXES
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     target = Syntax(syntax)
@@ -109,7 +109,7 @@ def _map_in_this_process(export: Path, syntax: str, discard: bool) -> dict[str, 
     count = 0
     warm_rss = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-mapping-out-") as out:
-        output = OutputDir(Path(out), output_extension(target))
+        output = OutputDir(Path(out), SYNTAXES[target].extension)
         start = last = time.perf_counter()
         for result in map_export(export, "csv", target):
             if not isinstance(result, Mapped):

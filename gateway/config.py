@@ -21,9 +21,9 @@ from gateway.intake.csv_export import encoding_problem
 from gateway.intake.files import COMPLETION_STRATEGIES, WATCH_MODES
 from gateway.intake.readers import INPUT_FORMATS, resolve_input_format
 from gateway.intake.records import DEFAULT_MAX_INVOICE_BYTES, DEFAULT_MAX_LINES_PER_INVOICE, VAT_ROUNDING_POLICIES
-from gateway.mapping.xslt import check_stylesheet
 from gateway.starter_config import STARTER_CONFIG
 from gateway.validation.rulesets import DEFAULT_PROFILE, PROFILES
+from gateway.xml.saxon import check_stylesheet
 
 ENV_CONFIG = "GATEWAY_CONFIG"
 ENV_DATABASE_URL = "GATEWAY_DATABASE_URL"

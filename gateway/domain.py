@@ -1,12 +1,12 @@
-"""Chorus Pro vocabulary shared by every stage: syntaxes, interface codes, statuses.
+"""Chorus Pro vocabulary shared by every stage: syntaxes, statuses and their labels.
 
 Values keep the spelling used in the store and in reports; see ../shared/DOMAIN.md.
+What each syntax is (interface code, roots, XSD, stylesheet…) is ``gateway.xml.syntax``.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 
 class Syntax(enum.StrEnum):
@@ -17,23 +17,6 @@ class Syntax(enum.StrEnum):
     CPP = "cpp"  #: CPP Facture Mixte: minimal data + the invoice PDF (E2)
     FACTURX = "facturx"  #: Factur-X EN 16931: the invoice PDF with its CII embedded (E2)
 
-
-@dataclass(frozen=True)
-class FlowKind:
-    """How Chorus Pro names one kind of inbound flow."""
-
-    interface_code: str
-    syntaxe_flux: str
-
-
-#: DOMAIN.md §1 [C]: interface code and syntaxeFlux of each E1 syntax.
-FLOW_KINDS: dict[Syntax, FlowKind] = {
-    Syntax.UBL: FlowKind("FSO1100A", "IN_DP_E1_UBL_INVOICE"),
-    Syntax.CII: FlowKind("FSO1106A", "IN_DP_E1_CII_16B"),
-    # DOMAIN.md §1: the sample carries FSO1113A; FSO1110A is the other code given [I].
-    Syntax.CPP: FlowKind("FSO1113A", "IN_DP_E2_CPP_FACTURE_MIN"),
-    Syntax.FACTURX: FlowKind("FSO1117A", "IN_DP_E2_CII_FACTURX"),
-}
 
 #: Syntaxes a channel can send today; the E2 ones are produced by ``gateway map`` only
 #: until packaging, validation and the sandbox take PDFs and CPP files (issues 4–5).

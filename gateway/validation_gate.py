@@ -28,6 +28,7 @@ from gateway.validation.findings import Severity
 from gateway.validation.invoice import Validation, chorus_layer, header_of
 from gateway.validation.rulesets import EN16931, PROFILES, RuleRegistry, RuleSet, cen_cii_instructions
 from gateway.validation.worker import ValidationWorker
+from gateway.xml.syntax import VALIDATED
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +41,7 @@ TIME_BUDGET_MARKER = "validation exceeded its time budget"
 def reference_invoice(syntax: Syntax) -> bytes:
     """A correct invoice in ``syntax``, to tell a broken validator from a bad invoice."""
     from gateway.intake.readers import read_export
-    from gateway.intake.records import ExportedInvoice
+    from gateway.invoice import ExportedInvoice
     from gateway.intake.sample import write_sample_export
     from gateway.mapping import map_invoice
 
@@ -152,9 +153,9 @@ def missing_rule_sets(config: Config, registry: RuleRegistry, gateway: str = "ga
     (``gateway``: the command with the options that reach this store)."""
     problems = []
     for channel in config.channels:
-        syntax = channel.syntax.value
-        if syntax not in ("ubl", "cii"):
+        if channel.syntax not in VALIDATED:
             continue
+        syntax = channel.syntax.value
         where = (f"channel {channel.name} ({syntax.upper()}, validation_profile {channel.validation_profile}; "
                  f"until then its exports wait in {channel.watch_dir})")
         for layer in PROFILES.get(channel.validation_profile, ()):

@@ -24,16 +24,18 @@ from lxml import etree
 
 from gateway.directory import DirectoryEntry
 from gateway.domain import Syntax
+from gateway import invoice as invoice_model
 from gateway.intake import attachments as intake_attachments
-from gateway.intake.attachments import Attachment
-from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
+from gateway.intake.csv_export import CsvOptions, read_csv_export
+from gateway.invoice import Attachment, ExportedInvoice
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
 from gateway.mapping import map_invoice, to_canonical
-from gateway.mapping.xslt import transform
+from gateway.xml.saxon import transform
 from gateway.resources import mapping_path
 from gateway.validation import chorus_attachments
-from gateway.validation.chorus import NS, RULES, ChorusContext, check_chorus_rules
+from gateway.validation.chorus import RULES, ChorusContext, check_chorus_rules
 from gateway.validation.findings import Finding, Severity
+from gateway.xml.syntax import NS
 
 PROJECT = Path(__file__).resolve().parent.parent
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -313,11 +315,12 @@ def test_positions_tell_apart_repeated_payment_means(syntax: Syntax, base_invoic
 
 def test_attachment_size_limits_are_the_intakes(base_invoice: ExportedInvoice, monkeypatch: pytest.MonkeyPatch) -> None:
     """One file must weigh less than 10 MB (measured on the decoded content), all of them
-    at most 120 MB together: the limits of gateway.intake.attachments, not a copy."""
-    assert chorus_attachments.MAX_ATTACHMENT_BYTES is intake_attachments.MAX_ATTACHMENT_BYTES
-    assert chorus_attachments.MAX_ATTACHMENTS_TOTAL_BYTES is intake_attachments.MAX_ATTACHMENTS_TOTAL_BYTES
-    assert chorus_attachments.ATTACHMENT_TYPES is intake_attachments.ATTACHMENT_TYPES
-    limit = intake_attachments.MAX_ATTACHMENT_BYTES
+    at most 120 MB together: the limits of gateway.invoice, which intake reads by too, not a copy."""
+    for name in ("MAX_ATTACHMENT_BYTES", "MAX_ATTACHMENTS_TOTAL_BYTES", "ATTACHMENT_TYPES"):
+        assert getattr(chorus_attachments, name) is getattr(invoice_model, name)
+    assert intake_attachments.MAX_ATTACHMENT_BYTES is invoice_model.MAX_ATTACHMENT_BYTES
+    assert intake_attachments.ATTACHMENT_TYPES is invoice_model.ATTACHMENT_TYPES
+    limit = invoice_model.MAX_ATTACHMENT_BYTES
     for syntax in (Syntax.UBL, Syntax.CII):
         doc = build(base_invoice, syntax)
         set_attachment("big.pdf", bytes(limit - 1))(doc, PATHS[syntax])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -24,12 +23,13 @@ from lxml import etree
 from saxonche import PyXsltExecutable
 
 from gateway.config import default_config
-from gateway.domain import FLOW_KINDS, Syntax
-from gateway.intake.csv_export import CsvOptions, ExportedInvoice, read_csv_export
+from gateway.domain import Syntax
+from gateway.intake.csv_export import CsvOptions, read_csv_export
+from gateway.invoice import ExportedInvoice
 from gateway.intake.sample import SUPPLIER_SIRET, write_sample_export
 from gateway.mapping import compute_totals, map_invoice
 from gateway.mapping.canonical import line_net_amount
-from gateway.mapping.xslt import _LOCK, _processor
+from gateway.xml import saxon
 from gateway.packaging import build_archive
 from gateway.reports import parse_report
 from gateway.sandbox import SandboxSettings, process_flow
@@ -41,6 +41,7 @@ from gateway.validation.invoice import parse_invoice
 from gateway.store import Store
 from gateway.validation.xsd import check_xsd
 from gateway.validation_gate import ValidationGate, reference_invoice
+from gateway.xml.syntax import SYNTAXES
 from cli_runner import gateway
 
 NS = {
@@ -92,25 +93,17 @@ def with_text(payload: bytes, path: str, value: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-@functools.cache
-def _compiled_schematron(path: Path) -> PyXsltExecutable:
-    # Saxon's single processor of this process, as the product uses; compiled once.
-    with _LOCK:
-        return _processor().new_xslt30_processor().compile_stylesheet(stylesheet_file=str(path))
-
-
 @pytest.fixture
 def schematron(corpus: Path) -> PyXsltExecutable:
     path = corpus / "schematron" / "en16931" / "cii" / "xslt" / "EN16931-CII-validation.xslt"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
-    return _compiled_schematron(path)
+    return saxon.compile_stylesheet(path)
 
 
 def failed_asserts(executable: PyXsltExecutable, payload: bytes) -> list[tuple[str, str, str]]:
     """(id, flag, text) of every failed assert; an SVRL that did not really run fails the test."""
-    processor = _processor()
-    with _LOCK:
+    with saxon.exclusive() as processor:
         node = processor.parse_xml(xml_text=payload.decode("utf-8"))
         output = executable.transform_to_string(xdm_node=node)
     assert output, "the Schematron produced nothing"
@@ -132,8 +125,8 @@ def fatal_ids(executable: PyXsltExecutable, payload: bytes) -> set[str]:
 
 
 def test_cii_is_registered_with_its_interface() -> None:
-    assert FLOW_KINDS[Syntax.CII].interface_code == "FSO1106A"
-    assert FLOW_KINDS[Syntax.CII].syntaxe_flux == "IN_DP_E1_CII_16B"
+    assert SYNTAXES[Syntax.CII].interface_code == "FSO1106A"
+    assert SYNTAXES[Syntax.CII].syntaxe_flux == "IN_DP_E1_CII_16B"
     assert "FSO1106A" in KNOWN_INTERFACES
 
 

@@ -29,7 +29,7 @@ import pytest
 from lxml import etree
 
 from gateway.errors import MappingError
-from gateway.mapping.xslt import transform
+from gateway.xml.saxon import transform
 from gateway.resources import mapping_path, schema_path
 
 C = "urn:chorus-gateway:canonical-invoice:1"

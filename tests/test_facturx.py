@@ -28,7 +28,7 @@ from pypdf.generic import ContentStream, DictionaryObject, NameObject
 from gateway.domain import Syntax
 from gateway.errors import MappingError
 from gateway.intake.readers import read_export
-from gateway.intake.records import ExportedInvoice
+from gateway.invoice import ExportedInvoice
 from gateway.intake.sample import write_sample_export
 from gateway.mapping import compute_totals, map_invoice
 from gateway.mapping.facturx import GUIDELINE_ID, extract_cii, strip_stylesheet, to_facturx

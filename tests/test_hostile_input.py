@@ -16,7 +16,8 @@ import pytest
 from gateway.errors import InputError
 from gateway.intake.csv_export import CsvOptions, read_csv_export
 from gateway.intake.jsonl_export import read_jsonl_export
-from gateway.intake.records import ExportedInvoice, InvoiceLimits, RejectedRecord
+from gateway.intake.records import InvoiceLimits, RejectedRecord
+from gateway.invoice import ExportedInvoice
 from test_csv_export import csv_text, row
 
 LIMITS = InvoiceLimits(max_lines=3, max_bytes=4000)

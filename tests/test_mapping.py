@@ -28,12 +28,14 @@ import pytest
 from lxml import etree
 
 from gateway.config import STARTER_CONFIG, load_config
-from gateway.intake.csv_export import ALL_FIELDS, CsvOptions, ExportedInvoice, InvoiceLine, Party, read_csv_export
+from gateway.intake.csv_export import ALL_FIELDS, CsvOptions, read_csv_export
+from gateway.invoice import ExportedInvoice, InvoiceLine, Party
 from gateway.intake.sample import SUPPLIER_IBAN, SUPPLIER_SIRET, SUPPLIER_VAT, write_sample_export
 from gateway.errors import ConfigError, MappingError
 from gateway.mapping import compute_totals, map_invoice, to_canonical
 from gateway.mapping.canonical import NAMESPACE
-from gateway.mapping.xslt import _LOCK, _processor, transform
+from gateway.xml import saxon
+from gateway.xml.saxon import transform
 from gateway.resources import mapping_path, schema_path
 from gateway.validation import is_valid, validate_invoice
 from gateway.validation.findings import Severity
@@ -244,11 +246,10 @@ def en16931() -> Callable[[bytes], list[FailedAssert]]:
 
     It reuses the gateway's Saxon processor: SaxonC does not support two in one process.
     """
-    processor = _processor()
-    executable = processor.new_xslt30_processor().compile_stylesheet(stylesheet_file=str(EN16931_UBL_XSLT))
+    executable = saxon.compile_stylesheet(EN16931_UBL_XSLT)
 
     def run(ubl: bytes) -> list[FailedAssert]:
-        with _LOCK:  # the gateway's own transforms hold it while they use the processor
+        with saxon.exclusive() as processor:
             svrl = executable.transform_to_string(xdm_node=processor.parse_xml(xml_text=ubl.decode("utf-8")))
         assert svrl, "the Schematron produced no SVRL report"
         report = etree.fromstring(svrl.encode("utf-8"))

@@ -16,9 +16,10 @@ from lxml import etree
 from gateway.config import STARTER_CONFIG, Channel, load_config
 from gateway.errors import ConfigError, InputError
 from gateway.intake.readers import read_export, resolve_input_format
-from gateway.intake.records import ALL_FIELDS, ExportedInvoice, RejectedRecord
+from gateway.intake.records import ALL_FIELDS, RejectedRecord
+from gateway.invoice import ExportedInvoice
 from gateway.mapping import compute_totals, map_invoice
-from gateway.mapping.xslt import transform
+from gateway.xml.saxon import transform
 from gateway.resources import mapping_path
 from gateway.validation import is_valid
 from gateway.validation.findings import Severity

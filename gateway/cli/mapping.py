@@ -24,11 +24,13 @@ import click
 
 from gateway.domain import Syntax
 from gateway.errors import GatewayError, InputError, MappingError
+from gateway.fs import is_temporary, temporary_name
 from gateway.intake.csv_export import CsvOptions, encoding_problem
 from gateway.intake.readers import INPUT_FORMATS, read_export, resolve_input_format
-from gateway.intake.records import VAT_ROUNDING_POLICIES, ExportedInvoice, RejectedRecord
-from gateway.mapping import map_invoice, output_extension
-from gateway.transport.local import TEMP_PREFIX, is_temporary
+from gateway.intake.records import VAT_ROUNDING_POLICIES, RejectedRecord
+from gateway.invoice import ExportedInvoice
+from gateway.mapping import map_invoice
+from gateway.xml.syntax import SYNTAXES
 
 #: Longest file-name stem written: leaves room for a uniqueness suffix and the extension
 #: under the 255-byte limit of common filesystems.
@@ -181,7 +183,7 @@ class OutputDir:
         self.directory = directory
         self.extension = extension
         # The pid keeps two runs writing into one directory from sharing a temporary file.
-        self._temporary = directory / f"{TEMP_PREFIX}gateway-map-{os.getpid()}.part"
+        self._temporary = directory / temporary_name(f"gateway-map-{os.getpid()}")
 
     @classmethod
     def create(cls, directory: Path, extension: str) -> OutputDir:
@@ -314,7 +316,7 @@ def map_command(
     reader, stylesheet = input_format
     target = Syntax(syntax)
     options = CsvOptions(delimiter=delimiter, encoding=encoding, decimal=decimal, date_format=date_format)
-    output = OutputDir.create(out_dir, output_extension(target))
+    output = OutputDir.create(out_dir, SYNTAXES[target].extension)
     mapped = failed = 0
     for path in export_files(inputs):
         results = map_export(path, reader, target, options, stylesheet, credit_note_as_invoice=credit_note_as_invoice,

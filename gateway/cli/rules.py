@@ -20,6 +20,7 @@ from gateway.clock import SystemClock
 from gateway.store import Tx
 from gateway.validation.rulesets import EN16931, LAYERS, RuleRegistry, cen_cii_instructions, scan_directory
 from gateway.validation_gate import registered_rule_sets
+from gateway.xml.syntax import VALIDATED
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +87,7 @@ def rules_list(state: State, as_json: bool) -> None:
     missing = [
         {"layer": layer, "syntax": syntax}
         for layer in LAYERS
-        for syntax in ("ubl", "cii")
+        for syntax in (known.value for known in VALIDATED)
         if (layer, syntax) not in present
     ]
     if as_json:

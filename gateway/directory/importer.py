@@ -20,6 +20,7 @@ from lxml import etree
 
 from gateway.directory import DirectoryEntry
 from gateway.errors import InputError
+from gateway.xml import safe
 
 FORMATS = ("csv", "xml")
 
@@ -358,15 +359,7 @@ def _decoded_lines(handle: Iterable[bytes], encoding: str, file: str) -> Iterato
 def _xml_structures(path: Path) -> Iterator[_Row]:
     """Each ``<Structure>`` element, cleared once read so that memory stays flat."""
     file = path.name
-    context = etree.iterparse(
-        str(path),
-        events=("end",),
-        tag=_XML_STRUCTURE_TAGS,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=False,
-    )
+    context = safe.iterparse(path, events=("end",), tag=_XML_STRUCTURE_TAGS)
     checked = False
     try:
         for _event, element in context:

@@ -1,6 +1,6 @@
-"""Documents sent with an invoice (BG-24): where they are read from, and Chorus Pro's
-limits on them (DOMAIN.md §1). Reading is the one side effect; ``records`` reports
-the problems against the export's field.
+"""Documents sent with an invoice (BG-24): where they are read from, within Chorus Pro's
+limits on them (``gateway.invoice``, DOMAIN.md §1). Reading is the one side effect;
+``records`` reports the problems against the export's field.
 """
 
 from __future__ import annotations
@@ -8,24 +8,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
-#: What an attachment may be: the MIME codes EN 16931 allows for an embedded document
-#: (BR-CL-24), which Chorus Pro's extension allow-list also takes (DOMAIN.md §1).
-ATTACHMENT_TYPES = {
-    "pdf": "application/pdf",
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "csv": "text/csv",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "ods": "application/vnd.oasis.opendocument.spreadsheet",
-}
-#: DOMAIN.md §1: names ≤ 50 characters, each file < 10 MB, invoice + attachments ≤ 120 MB.
-MAX_ATTACHMENT_NAME = 50
-MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
-MAX_ATTACHMENTS_TOTAL_BYTES = 120 * 1024 * 1024
+from gateway.invoice import ATTACHMENT_TYPES, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME, Attachment
+
 #: Separates the file names of the ``attachments`` field.
 ATTACHMENT_SEPARATOR = "|"
 
@@ -36,17 +22,6 @@ def default_attachment_dir(export: Path) -> Path:
     A subdirectory, so that a watched directory never takes a PDF for an export.
     """
     return export.parent / "attachments"
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """A document sent with the invoice (BG-24), read at intake."""
-
-    name: str  # BT-125 filename, also BT-122
-    mime_type: str
-    content: bytes
-    #: "invoice" for the ERP's PDF of the invoice itself, "supporting" otherwise.
-    role: str = "supporting"
 
 
 def read_attachment(directory: Path | None, name: str, role: str) -> Attachment | str:

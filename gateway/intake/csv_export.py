@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from gateway.errors import InputError
 from gateway.intake.attachments import default_attachment_dir
+from gateway.invoice import ExportedInvoice
 from gateway.intake.records import (
     ALL_FIELDS,
     COLUMN_OF_RULE,
@@ -36,11 +37,8 @@ from gateway.intake.records import (
     TYPE_CODES,
     VAT_CATEGORIES,
     ZERO_RATE_CATEGORIES,
-    ExportedInvoice,
     InvoiceAssembler,
     InvoiceLimits,
-    InvoiceLine,
-    Party,
     ReadOptions,
     RejectedRecord,
     SourceRow,
@@ -280,9 +278,6 @@ __all__ = [
     "VAT_CATEGORIES",
     "ZERO_RATE_CATEGORIES",
     "CsvOptions",
-    "ExportedInvoice",
-    "InvoiceLine",
-    "Party",
     "RejectedRecord",
     "read_csv_export",
 ]

@@ -33,16 +33,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.fs import is_temporary, write_atomically
 from gateway.log import escaped
 
 #: How an ERP tells that an export is complete (``[channels.X] completion``).
 COMPLETION_STRATEGIES = ("settle", "rename", "done-file")
 #: How the daemon learns that a file arrived (``[channels.X] watch``).
 WATCH_MODES = ("events", "poll")
-#: Names an ERP writes under before renaming (strategy ``rename``; never taken by any
-#: strategy): a leading dot, or one of these endings.
-TEMPORARY_PREFIXES = (".",)
-TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", "~")
 #: Endings of the marker that says an export is complete (strategy ``done-file``):
 #: ``x.csv.done`` or ``x.done`` for ``x.csv``.
 DONE_SUFFIX = ".done"
@@ -118,11 +115,6 @@ def fit_name(name: str, limit: int = MAX_NAME_BYTES) -> str:
 def _cut(text: str, size: int) -> str:
     """The longest start of ``text`` within ``size`` bytes, on a character boundary."""
     return text.encode("utf-8", errors="surrogateescape")[:size].decode("utf-8", errors="ignore")
-
-
-def is_temporary(name: str) -> bool:
-    """A name an ERP writes under before renaming the file to its final name."""
-    return name.startswith(TEMPORARY_PREFIXES) or name.endswith(TEMPORARY_SUFFIXES)
 
 
 # -- what is in a watch directory -------------------------------------------------
@@ -479,7 +471,7 @@ def stamped(name: str, when: datetime, source_id: int | None = None) -> str:
 def write_reason(target: Path, reason: str) -> Path:
     """The one-line ``.reason`` file beside ``target``."""
     path = target.with_name(target.name + REASON_SUFFIX)
-    _write_atomically(path, (excerpt(reason) + "\n").encode("utf-8"))
+    write_atomically(path, (excerpt(reason) + "\n").encode("utf-8"))
     return path
 
 
@@ -510,16 +502,9 @@ def quarantine_invoice(
         write_reason(target, reason)
         return target
     target = free_path(quarantine_dir / channel, name)
-    _write_atomically(target, text.encode(encoding, errors="replace"))
+    write_atomically(target, text.encode(encoding, errors="replace"))
     write_reason(target, reason)
     return target
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    # Here: gateway.transport imports the configuration, which imports this module.
-    from gateway.transport.local import write_atomically
-
-    write_atomically(target, data)
 
 
 def held_back_origin(name: str) -> tuple[int, int] | None:
@@ -545,11 +530,3 @@ def remove_quietly(path: Path | None) -> None:
     except OSError:
         pass
 
-
-def sync_directory(directory: Path) -> None:
-    """Make renames in ``directory`` durable before the store says they happened."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

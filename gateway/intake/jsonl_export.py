@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 
 from gateway.errors import InputError
 from gateway.intake.attachments import default_attachment_dir
+from gateway.invoice import ExportedInvoice
 from gateway.intake.records import (
     HEADER_FIELDS,
     LINE_FIELDS,
-    ExportedInvoice,
     InvoiceLimits,
     ReadOptions,
     RejectedRecord,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from gateway.intake.csv_export import CsvOptions, read_csv_export
 from gateway.intake.jsonl_export import read_jsonl_export
-from gateway.intake.records import ExportedInvoice, InvoiceLimits, RejectedRecord
+from gateway.intake.records import InvoiceLimits, RejectedRecord
+from gateway.invoice import ExportedInvoice
 from gateway.intake.xml_export import read_xml_export
 from gateway.resources import mapping_path
 

@@ -1,5 +1,5 @@
-"""What every ERP export format is read into: one typed invoice, or the reasons it
-could not be.
+"""What every ERP export format is read into: one typed invoice (``gateway.invoice``), or
+the reasons it could not be.
 
 The field vocabulary (column names of the CSV, keys of the JSON Lines) and the
 checks on values are shared by all readers, so that an invoice is judged the same
@@ -19,12 +19,8 @@ import iso4217
 
 from gateway.amounts import Totals, compute_totals
 from gateway.errors import InputError
-from gateway.intake.attachments import (
-    ATTACHMENT_SEPARATOR,
-    MAX_ATTACHMENTS_TOTAL_BYTES,
-    Attachment,
-    read_attachment,
-)
+from gateway.intake.attachments import ATTACHMENT_SEPARATOR, read_attachment
+from gateway.invoice import MAX_ATTACHMENTS_TOTAL_BYTES, Attachment, ExportedInvoice, InvoiceLine, Party
 
 #: Fields that describe the invoice as a whole (repeated on each CSV row, and equal).
 HEADER_FIELDS = (
@@ -227,82 +223,6 @@ class ReadOptions:
     #: One of ``VAT_ROUNDING_POLICIES``.
     vat_rounding: str = "erp"
     limits: InvoiceLimits = InvoiceLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceLine:
-    line_id: str
-    item_name: str
-    quantity: Decimal
-    unit_code: str
-    unit_price: Decimal
-    vat_category: str
-    vat_rate: Decimal
-    source_line: int
-    vat_exemption_reason: str | None = None
-    vat_exemption_code: str | None = None
-    #: The ERP's VAT of this line, when it states it (``vat_amount``).
-    vat_amount: Decimal | None = None
-
-
-@dataclass(frozen=True)
-class Party:
-    siret: str
-    name: str
-    country: str = "FR"
-    street: str | None = None
-    city: str | None = None
-    postcode: str | None = None
-    vat_id: str | None = None
-    address_line2: str | None = None  # BT-36 / BT-51
-
-
-@dataclass(frozen=True)
-class ExportedInvoice:
-    """One invoice read from an export, typed, before any mapping."""
-
-    file: str
-    first_line: int
-    number: str
-    issue_date: date
-    type_code: str
-    currency: str
-    supplier: Party
-    buyer: Party
-    lines: tuple[InvoiceLine, ...]
-    #: The invoice as the ERP wrote it (CSV: header line + its rows; JSONL: its line),
-    #: so that a held-back invoice can be fixed and dropped back in the same format.
-    original: str = ""
-    due_date: date | None = None
-    service_code: str | None = None
-    commitment_number: str | None = None
-    cadre: str = "A1"
-    payment_means: str | None = None
-    iban: str | None = None
-    contract_reference: str | None = None
-    preceding_invoice: str | None = None
-    preceding_invoice_date: date | None = None
-    attachments: tuple[Attachment, ...] = ()
-    delivery_date: date | None = None
-    deliver_to_country: str | None = None
-    #: VAT per breakdown (category, rate, amount) as the ERP stated it, where it differs
-    #: from the recomputed one by per-line rounding only (``vat_rounding = "erp"``);
-    #: the other breakdowns are recomputed.
-    erp_vat: tuple[tuple[str, Decimal, Decimal], ...] = ()
-    #: What the operator should know although the invoice was taken (a value not used…).
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def supplier_siret(self) -> str:
-        return self.supplier.siret
-
-    @property
-    def buyer_siret(self) -> str:
-        return self.buyer.siret
-
-    @property
-    def issue_year(self) -> int:
-        return self.issue_date.year
 
 
 @dataclass(frozen=True)

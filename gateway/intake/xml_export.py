@@ -28,16 +28,10 @@ from lxml import etree
 from gateway.errors import InputError, MappingError
 from gateway.intake.attachments import default_attachment_dir
 from gateway.intake import records
+from gateway.invoice import ExportedInvoice
 from gateway.intake.export_records import RecordInvoice, Step, parse_path, read_records
-from gateway.mapping.xslt import transform
-
-def _parser() -> etree.XMLParser:
-    # An export is untrusted input: no DTD, no entity expansion, no network, and
-    # libxml2's limits on depth and text size kept (huge_tree off).
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
-
+from gateway.xml import safe
+from gateway.xml.saxon import transform
 
 def read_xml_export(
     path: Path,
@@ -45,7 +39,7 @@ def read_xml_export(
     attachment_dir: Path | None = None,
     vat_rounding: str = "erp",
     limits: records.InvoiceLimits | None = None,
-) -> Iterator[records.ExportedInvoice | records.RejectedRecord]:
+) -> Iterator[ExportedInvoice | records.RejectedRecord]:
     """Yield the invoices of one XML export in the order the stylesheet wrote them.
 
     Raises ``InputError`` when the file cannot be read as a whole; then nothing has
@@ -69,7 +63,7 @@ def read_xml_export(
 def parse_source(data: bytes, file: str) -> etree._ElementTree:
     """The export as a tree; ``InputError`` with the line if it is not well-formed XML."""
     try:
-        tree = etree.parse(io.BytesIO(data), _parser())
+        tree = etree.parse(io.BytesIO(data), safe.parser())
     except etree.XMLSyntaxError as exc:
         line = exc.position[0] if exc.position else None
         raise InputError(f"not well-formed XML: {exc.msg}", file=file, line=line or None) from None
@@ -93,7 +87,7 @@ def _records(source: SourceIndex, file: str, stylesheet: Path) -> Iterator[tuple
     except MappingError as exc:
         raise InputError(" ".join(exc.message.split()), file=file) from None
     try:
-        result = etree.fromstring(output, _parser())
+        result = etree.fromstring(output, safe.parser())
     except etree.XMLSyntaxError as exc:
         raise InputError(f"the stylesheet {stylesheet.name} did not produce XML: {exc.msg}", file=file) from None
     for position, invoice in enumerate(read_records(result, file=file, stylesheet=stylesheet.name), start=1):
@@ -109,7 +103,7 @@ def _records(source: SourceIndex, file: str, stylesheet: Path) -> Iterator[tuple
 
 def judge(
     invoice: RecordInvoice, file: str, original: str, first_line: int, options: records.ReadOptions
-) -> records.ExportedInvoice | records.RejectedRecord:
+) -> ExportedInvoice | records.RejectedRecord:
     """The invoice, or every reason it cannot be taken: its structure's and its values'."""
     limits = options.limits
     # The export is read whole (see above); an invoice beyond the limits is at least
@@ -124,7 +118,7 @@ def judge(
     result = records.assemble(file, list(invoice.rows), original, options) if invoice.rows else None
     if isinstance(result, records.RejectedRecord):
         errors += [_located_at_invoice(error, invoice.location) for error in result.errors]
-    if isinstance(result, records.ExportedInvoice) and not errors:
+    if isinstance(result, ExportedInvoice) and not errors:
         return replace(result, first_line=first_line, warnings=invoice.warnings)
     return records.RejectedRecord(
         file=file,

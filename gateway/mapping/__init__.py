@@ -11,21 +11,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.domain import FLOW_KINDS, Syntax
+from gateway.domain import Syntax
 from gateway.errors import MappingError
-from gateway.intake.csv_export import ExportedInvoice
+from gateway.invoice import ExportedInvoice
 from gateway.mapping.canonical import Totals, compute_totals, to_canonical, write_canonical
 from gateway.mapping.facturx import to_facturx
-from gateway.mapping.xslt import IN_MEMORY_BYTES, scratch_directory, transform
 from gateway.resources import mapping_path
-
-#: The stylesheet that turns the canonical invoice into each XML syntax (Factur-X is
-#: the CII embedded into the invoice's PDF).
-STYLESHEETS = {
-    Syntax.UBL: "canonical-to-ubl.xsl",
-    Syntax.CII: "canonical-to-cii.xsl",
-    Syntax.CPP: "canonical-to-cpp.xsl",
-}
+from gateway.xml.saxon import IN_MEMORY_BYTES, scratch_directory, transform
+from gateway.xml.syntax import SYNTAXES
 
 
 #: Why a credit note is never written as a UBL Invoice of type 381 (see ``map_invoice``).
@@ -34,11 +27,6 @@ CREDIT_NOTE_AS_INVOICE_REFUSED = (
     "(BR-CL-01), and the gateway's own validation applies it; send it as a UBL CreditNote (leave out "
     "--credit-note-as-invoice, or remove credit_note_as_invoice from the partner)"
 )
-
-
-def output_extension(syntax: Syntax) -> str:
-    """The file extension of one mapped invoice in ``syntax`` (Factur-X is a PDF)."""
-    return "pdf" if syntax is Syntax.FACTURX else "xml"
 
 
 def map_invoice(
@@ -56,18 +44,19 @@ def map_invoice(
     and not a rule finding on every credit note. Other invoices are not affected.
     ``partner_code``: the emitter of a CPP Facture Mixte's envelope (required there).
     """
-    if syntax is Syntax.FACTURX:
+    known = SYNTAXES[syntax]
+    if known.stylesheet is None:  # Factur-X: the CII embedded into the invoice's PDF
         return _facturx(invoice)
     if syntax is Syntax.UBL and credit_note_as_invoice and invoice.type_code == "381":
         raise MappingError(CREDIT_NOTE_AS_INVOICE_REFUSED)
-    parameters = {"interface-code": FLOW_KINDS[syntax].interface_code}
+    parameters = {"interface-code": known.interface_code}
     if syntax is Syntax.CPP:
         if not any(attachment.role == "invoice" for attachment in invoice.attachments):
             raise MappingError("a CPP Facture Mixte carries the invoice's own PDF: set invoice_pdf")
         if not partner_code:
             raise MappingError("a CPP Facture Mixte names its emitter: give the partner code (--partner-code)")
         parameters["emetteur-id"] = partner_code
-    stylesheet = mapping_path(STYLESHEETS[syntax])
+    stylesheet = mapping_path(known.stylesheet)
     if _canonical_size(invoice) <= IN_MEMORY_BYTES:
         return transform(stylesheet, to_canonical(invoice), parameters)
     # A big invoice's canonical XML is written straight to a file Saxon reads, never held.
@@ -95,8 +84,6 @@ def _facturx(invoice: ExportedInvoice) -> bytes:
 
 __all__ = [
     "CREDIT_NOTE_AS_INVOICE_REFUSED",
-    "STYLESHEETS",
-    "output_extension",
     "Totals",
     "compute_totals",
     "map_invoice",

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from gateway.amounts import Totals, VatBreakdown, cents, compute_totals, line_net_amount
-from gateway.intake.records import ExportedInvoice, Party
+from gateway.invoice import ExportedInvoice, Party
 
 NAMESPACE = "urn:chorus-gateway:canonical-invoice:1"
 

@@ -20,6 +20,8 @@ from lxml import etree
 from pypdf import PdfReader
 
 from gateway.errors import MappingError
+from gateway.xml import safe
+from gateway.xml.syntax import CII_ROOT, CII_TERMS, NS
 
 #: The Factur-X profile Chorus Pro takes in FSO1117A flows (DOMAIN.md §1), as factur-x spells it.
 LEVEL = "en16931"
@@ -28,22 +30,11 @@ GUIDELINE_ID = "urn:cen.eu:en16931:2017"
 FACTURX_FILENAME = "factur-x.xml"
 _FACTURX_LEVELS = ("minimum", "basicwl", "basic", "en16931", "extended", "extended-ctc-fr")
 
-_CII_NS = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
-_CII_ROOT = f"{{{_CII_NS}}}CrossIndustryInvoice"
-_PREFIXES = {
-    _CII_NS: "rsm",
-    "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100": "ram",
-    "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100": "udt",
-    "urn:un:unece:uncefact:data:standard:QualifiedDataType:100": "qdt",
-}
-_NS = {prefix: namespace for namespace, prefix in _PREFIXES.items()}
-_AGREEMENT = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement"
 _GUIDELINE_PATH = "rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"
 # ISO 32000: a reader looks for the header in the first 1024 bytes and for %%EOF in the last 1024.
 _WINDOW = 1024
 # What may precede the root element: XML declaration, whitespace, comments, PIs.
 _PROLOG_ITEM = re.compile(rb"\s+|<!--.*?-->|<\?(?P<target>[^\s?]+).*?\?>", re.DOTALL)
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def to_facturx(cii: bytes, pdf: bytes, *, lang: str = "fr-FR") -> bytes:
@@ -123,8 +114,8 @@ def extract_cii(pdf: bytes) -> bytes:
             if reasons
             else f"the PDF carries no Factur-X XML (no embedded {FACTURX_FILENAME}): it is a plain PDF, not a Factur-X"
         )
-    root = etree.fromstring(xml, _PARSER)
-    if root.tag != _CII_ROOT:
+    root = etree.fromstring(xml, safe.parser())
+    if root.tag != CII_ROOT:
         raise MappingError(
             f"the PDF embeds {filename} whose root is {root.tag}, not a CII CrossIndustryInvoice "
             "(ZUGFeRD 1.0?): Chorus Pro takes Factur-X / ZUGFeRD 2 only"
@@ -227,15 +218,15 @@ def _check_plain_pdf(reader: PdfReader) -> None:
 
 def _check_cii(xml: bytes) -> None:
     try:
-        root = etree.fromstring(xml, _PARSER)
+        root = etree.fromstring(xml, safe.parser())
     except etree.XMLSyntaxError as exc:
         raise MappingError(f"the CII is not well-formed XML: {exc}") from exc
-    if root.tag != _CII_ROOT:
+    if root.tag != CII_ROOT:
         raise MappingError(
             f"the document to embed is a {_short(root.tag)}, not a CII CrossIndustryInvoice: "
             "a Factur-X carries CII only; map the invoice to CII"
         )
-    found = (root.findtext(_GUIDELINE_PATH, namespaces=_NS) or "").strip()
+    found = (root.findtext(_GUIDELINE_PATH, namespaces=NS) or "").strip()
     if not found:
         raise MappingError(f"the CII has no {_GUIDELINE_PATH} (BT-24): set it to {GUIDELINE_ID}")
     if found != GUIDELINE_ID:
@@ -266,7 +257,7 @@ def _generation_failure(exc: Exception, records: list[logging.LogRecord], xml: b
             f"the CII does not pass the Factur-X EN16931 XSD: {shown}{more}; "
             "complete the ERP data or fix the CII mapping"
         )
-    missing = _missing_metadata_terms(etree.fromstring(xml, _PARSER))
+    missing = _missing_metadata_terms(etree.fromstring(xml, safe.parser()))
     if missing:
         return (
             f"the CII has no {', no '.join(missing)}, which EN 16931 requires and factur-x reads for the "
@@ -279,15 +270,15 @@ def _generation_failure(exc: Exception, records: list[logging.LogRecord], xml: b
 #: What factur-x reads from the CII for the PDF's title, author and subject; its XSD
 #: leaves the names optional, and factur-x fails with a bare IndexError without them.
 _METADATA_TERMS = {
-    "invoice number (BT-1, rsm:ExchangedDocument/ram:ID)": "rsm:ExchangedDocument/ram:ID",
-    "seller name (BT-27, ram:SellerTradeParty/ram:Name)": f"{_AGREEMENT}/ram:SellerTradeParty/ram:Name",
-    "buyer name (BT-44, ram:BuyerTradeParty/ram:Name)": f"{_AGREEMENT}/ram:BuyerTradeParty/ram:Name",
+    "invoice number (BT-1, rsm:ExchangedDocument/ram:ID)": CII_TERMS.number,
+    "seller name (BT-27, ram:SellerTradeParty/ram:Name)": f"{CII_TERMS.parties['supplier']}/ram:Name",
+    "buyer name (BT-44, ram:BuyerTradeParty/ram:Name)": f"{CII_TERMS.parties['buyer']}/ram:Name",
 }
 
 
 def _missing_metadata_terms(root: etree._Element) -> list[str]:
-    missing = [term for term, path in _METADATA_TERMS.items() if root.find(path, _NS) is None]
-    date = root.findtext("rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString", None, _NS)
+    missing = [term for term, path in _METADATA_TERMS.items() if root.find(path, NS) is None]
+    date = root.findtext(CII_TERMS.issue_date, None, NS)
     try:
         datetime.strptime((date or "").strip(), "%Y%m%d")
     except ValueError:
@@ -297,7 +288,7 @@ def _missing_metadata_terms(root: etree._Element) -> list[str]:
 
 def _short(text: str) -> str:
     """Clark-notation names as rsm:/ram:/udt: names, for readable messages."""
-    for namespace, prefix in _PREFIXES.items():
+    for prefix, namespace in NS.items():
         text = text.replace(f"{{{namespace}}}", f"{prefix}:")
     return text
 

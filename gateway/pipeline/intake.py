@@ -22,7 +22,8 @@ from gateway.errors import GatewayError, InputError, MappingError, ValidatorErro
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
 from gateway.intake.readers import read_export, source_encoding
-from gateway.intake.records import COLUMN_OF_RULE, ExportedInvoice, InvoiceLimits, RejectedRecord
+from gateway.intake.records import COLUMN_OF_RULE, InvoiceLimits, RejectedRecord
+from gateway.invoice import ExportedInvoice
 from gateway.log import escaped
 from gateway.mapping import compute_totals, map_invoice
 from gateway.pipeline.summary import PassSummary

@@ -13,13 +13,14 @@ import structlog
 
 from gateway import packaging
 from gateway.config import Partner
-from gateway.domain import FLOW_KINDS, FlowStatus, InvoiceStatus, Syntax
+from gateway.domain import FlowStatus, InvoiceStatus, Syntax
 from gateway.errors import PackagingError, TransportError
+from gateway.fs import write_atomically
 from gateway.pipeline.summary import PassSummary
 from gateway.store import Tx
 from gateway.store.models import Flow, Invoice, Transmission
 from gateway.transport import Delivery
-from gateway.transport.local import write_atomically
+from gateway.xml.syntax import SYNTAXES
 
 if TYPE_CHECKING:
     from gateway.clock import Clock
@@ -71,7 +72,7 @@ class OutboxSteps:
         self, tx: Tx, partner: Partner, syntax: Syntax, group: list[Invoice], now: datetime
     ) -> tuple[Flow, bytes] | None:
         """One flow of ``group``; None when another process packed any of its invoices first."""
-        interface = FLOW_KINDS[syntax].interface_code
+        interface = SYNTAXES[syntax].interface_code
         # The number first: packers of one partner code then wait for each other on its
         # counter instead of locking invoices in different orders. A lost claim leaves a
         # gap in the numbers, which Chorus Pro does not mind (unique is all it asks).

@@ -1,6 +1,6 @@
 """Reports stage: read a CDAR D22B lifecycle message (the reform's "CDV", Flux 6).
 
-``parse_report`` parses safely (``registry.parse_safely``), validates against the
+``parse_report`` parses safely (``gateway.xml.safe``), validates against the
 project's own ``schemas/cdar-status.xsd``, then reads each
 ``AcknowledgementDocument/ReferenceReferencedDocument``: its status code
 (``ProcessConditionCode``, MDT-105) says whether it is about a whole flow (5xx: 500
@@ -23,16 +23,18 @@ from datetime import date, datetime, timedelta, timezone
 from lxml import etree
 
 from gateway.errors import ReportError
-from gateway.reports import registry
+from gateway.reports import model
 from gateway.reports.cppstatut import NAIVE_TIMEZONE
 from gateway.reports.model import NATURE_FLOW, ErrorLine, FlowStatusEntry, InvoiceStatusEntry, ParsedReport
+from gateway.resources import schema_path
+from gateway.xml import safe
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
 UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
 NS = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
-ROOT = registry.CDAR_ROOT
+ROOT = f"{{{RSM}}}CrossDomainAcknowledgementAndResponse"
 SCHEMA_NAME = "cdar-status.xsd"
 
 #: Status codes about a whole flow: the reform numbers them 5xx (500, 501).
@@ -78,8 +80,7 @@ def parse_report(raw: bytes) -> ParsedReport:
     are not valid against ``schemas/cdar-status.xsd``, or hold a date the reader
     cannot place; the message names the line.
     """
-    root = registry.parse_safely(raw)
-    _validate(root)
+    root = _valid_root(raw)
     document = root.find("rsm:ExchangedDocument", NS)
     issued = _datetime(document.find("ram:IssueDateTime", NS))
     flows: list[FlowStatusEntry] = []
@@ -109,14 +110,21 @@ def parse_report(raw: bytes) -> ParsedReport:
 
 def validate_document(raw: bytes) -> None:
     """Check that bytes are a safe, schema-valid CDAR message (or raise ``ReportError``)."""
-    _validate(registry.parse_safely(raw))
+    _valid_root(raw)
 
 
 # -- validation --------------------------------------------------------------------------
 
 
-def _validate(root: etree._Element) -> None:
-    registry.assert_valid(root, SCHEMA_NAME, "CDAR D22B", _prefixed)
+def _valid_root(raw: bytes) -> etree._Element:
+    """The root of a safe (``gateway.xml.safe``), schema-valid CDAR message; ``ReportError``
+    naming the line otherwise."""
+    try:
+        root = safe.parse(raw, limit=model.MAX_REPORT_BYTES, what="report").getroot()
+        safe.assert_valid(root, schema_path(SCHEMA_NAME), "CDAR D22B", _prefixed)
+    except (safe.UnsafeXml, safe.Invalid) as exc:
+        raise ReportError(exc.message) from exc
+    return root
 
 
 def _prefixed(message: str) -> str:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from gateway.errors import ReportError
-from gateway.reports import registry
+from gateway.reports import model
 from gateway.reports.model import (
     NATURE_INVOICE,
     ErrorLine,
@@ -30,7 +30,10 @@ from gateway.reports.model import (
     InvoiceStatusEntry,
     ParsedReport,
 )
+from gateway.resources import schema_path
+from gateway.xml import safe
 
+ROOT = "CPPStatut"
 SCHEMA_NAME = "cppstatut.xsd"
 
 #: [I] A timestamp without an offset is read as French legal time: Chorus Pro runs in
@@ -93,8 +96,7 @@ def parse_report(raw: bytes) -> ParsedReport:
     Raises ``ReportError`` when the bytes are not well-formed XML, carry a DOCTYPE,
     or are not valid against ``schemas/cppstatut.xsd``; the message names the line.
     """
-    root = registry.parse_safely(raw)
-    _validate(root)
+    root = _valid_root(raw)
     envelope = _envelope(root)
     flows = root.find("CPPFluxStatuts")
     if flows is not None:
@@ -109,13 +111,20 @@ def parse_report(raw: bytes) -> ParsedReport:
 # -- parsing and validation --------------------------------------------------------
 
 
-def _validate(root: etree._Element) -> None:
-    registry.assert_valid(root, SCHEMA_NAME, "CPPStatut")
+def _valid_root(raw: bytes) -> etree._Element:
+    """The root of a safe (``gateway.xml.safe``), schema-valid ``CPPStatut`` document;
+    ``ReportError`` naming the line otherwise."""
+    try:
+        root = safe.parse(raw, limit=model.MAX_REPORT_BYTES, what="report").getroot()
+        safe.assert_valid(root, schema_path(SCHEMA_NAME), "CPPStatut")
+    except (safe.UnsafeXml, safe.Invalid) as exc:
+        raise ReportError(exc.message) from exc
+    return root
 
 
 def validate_document(raw: bytes) -> None:
     """Check that bytes are a safe, schema-valid ``CPPStatut`` document (or raise ``ReportError``)."""
-    _validate(registry.parse_safely(raw))
+    _valid_root(raw)
 
 
 # -- extraction ----------------------------------------------------------------------

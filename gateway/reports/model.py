@@ -19,6 +19,10 @@ NATURE_INVOICE = "FACTURE"
 
 ReportKind = Literal["flow-status", "invoice-status"]
 
+#: Larger files are refused before any parsing. A lifecycle file of a full flow (500
+#: invoices, a few statuses each) weighs a few MB; 64 MiB leaves room, and bounds memory.
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ErrorLine:

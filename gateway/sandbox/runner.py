@@ -9,8 +9,8 @@ Layout under the sandbox root (created when missing)::
                  lifecycle statuses still to come, and the sandbox clock's offset
 
 Every file is written under a temporary name (``.name.part``) and renamed, so a reader
-never sees half of one; names starting with ``.`` or ending with ``.tmp`` / ``.part``
-are a writer's unfinished files and are left alone. The decisions are
+never sees half of one; a writer's unfinished files (``gateway.fs.is_temporary``) are
+left alone. The decisions are
 ``simulator.process_flow``'s and ``scenarios.emit_all_due``'s; this module only reads,
 writes and moves files.
 
@@ -34,6 +34,7 @@ import structlog
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError
+from gateway.fs import is_temporary, write_atomically
 from gateway.sandbox.scenarios import LifecycleSchedule, emit_all_due
 from gateway.sandbox.simulator import SandboxOutcome, SandboxSettings, process_flow
 
@@ -44,8 +45,6 @@ OUTBOX = "outbox"
 RECEIVED = "received"
 STATE_FILE = "state.json"
 _LOCK_FILE = ".lock"
-_TEMP_PREFIX = "."
-_TEMP_SUFFIXES = (".tmp", ".part")
 _STATE_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 
@@ -69,15 +68,6 @@ class SandboxPass:
     outcomes: list[SandboxOutcome]
     lifecycle_files: list[str]
     now: datetime
-
-
-def is_temporary(name: str) -> bool:
-    """Whether a name is a writer's unfinished upload (never read it).
-
-    >>> [is_temporary(n) for n in (".x.tar.gz", "x.tar.gz.part", "x.tmp", "x.tar.gz")]
-    [True, True, True, False]
-    """
-    return name.startswith(_TEMP_PREFIX) or name.endswith(_TEMP_SUFFIXES)
 
 
 def run_sandbox_once(root: Path, settings: SandboxSettings, clock: Clock) -> list[SandboxOutcome]:
@@ -182,26 +172,6 @@ def _exclusive(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write to ``.<name>.part`` beside ``target``, fsync, then rename over ``target``."""
-    temporary = target.with_name(f"{_TEMP_PREFIX}{target.name}.part")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; without it a crash may bring the old name back.
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _move_to_received(path: Path, received: Path) -> Path:

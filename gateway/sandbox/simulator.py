@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lxml import etree
 
-from gateway.domain import CHANNEL_SYNTAXES, FLOW_KINDS, Syntax
+from gateway.domain import CHANNEL_SYNTAXES, Syntax
 from gateway.reports.model import ErrorLine
 from gateway.sandbox.archive import ArchiveLimits, ArchiveRefused, read_members
 from gateway.sandbox.cppstatut import flow_error_line, invoice_error_line
@@ -53,9 +53,9 @@ from gateway.sandbox.scenarios import (
     settings_problem,
 )
 from gateway.validation import Finding, Severity, is_valid, validate_invoice
-from gateway.validation.chorus import CII_ROOT, NS, is_cii, party_siret
+from gateway.validation.chorus import party_siret
 from gateway.validation.invoice import parse_header
-from gateway.validation.xsd import UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
+from gateway.xml import syntax
 
 if TYPE_CHECKING:
     from gateway.config import SandboxConfig
@@ -69,13 +69,7 @@ _LOOSE_NAME = re.compile(r"(?P<interface>[^_]*)_(?P<partner>[^_]*)_(?P<flow_id>.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Interfaces the sandbox understands: those whose invoices ``validate_invoice`` reads.
 # The simulator reads the E1 flows a channel can send; E2 flows (CPP, Factur-X) come later.
-KNOWN_INTERFACES = frozenset(FLOW_KINDS[syntax].interface_code for syntax in CHANNEL_SYNTAXES)
-#: The documents each syntax's flows carry: Chorus Pro reads a flow's files by its
-#: interface, so a UBL invoice in a CII flow (or the reverse) cannot be integrated.
-_SYNTAX_ROOTS: dict[Syntax, frozenset[str]] = {
-    Syntax.UBL: frozenset({f"{{{UBL_INVOICE_NS}}}Invoice", f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote"}),
-    Syntax.CII: frozenset({CII_ROOT}),
-}
+KNOWN_INTERFACES = frozenset(syntax.SYNTAXES[known].interface_code for known in CHANNEL_SYNTAXES)
 #: Used in a report's name when the deposited name gave no usable interface code.
 _UNKNOWN_REPORT_INTERFACE = "CSO0000A"
 _MAX_FINDINGS_IN_LABEL = 5
@@ -215,23 +209,6 @@ class _FlowRefused(Exception):
         super().__init__(label)
         self.code = code
         self.label = label
-
-
-@dataclass(frozen=True)
-class _HeaderPaths:
-    """Where one syntax writes what the answer needs (paths relative to the root)."""
-
-    number: str  #: BT-1
-    issue_date: str  #: BT-2
-    buyer_reference: str  #: BT-10, the service code
-
-
-_UBL_HEADER = _HeaderPaths("cbc:ID", "cbc:IssueDate", "cbc:BuyerReference")
-_CII_HEADER = _HeaderPaths(
-    "rsm:ExchangedDocument/ram:ID",
-    "rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString",
-    "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/ram:BuyerReference",
-)
 
 
 @dataclass
@@ -469,30 +446,31 @@ def _facts(payload: bytes) -> _Facts:
     if isinstance(parsed, Finding):
         return _Facts()
     root = parsed.getroot()
-    cii = is_cii(parsed)
-    paths = _CII_HEADER if cii else _UBL_HEADER
-    date_text = _child_text(root, paths.issue_date)
+    # Where the syntax writes BT-1, BT-2 and BT-10; a document of no known syntax is read as UBL.
+    known = syntax.of_root(root.tag)
+    terms = known.terms if known is not None and known.terms is not None else syntax.UBL_TERMS
+    date_text = _child_text(root, terms.issue_date)
     return _Facts(
         root=root.tag,
-        number=_child_text(root, paths.number),
-        issue_date=_date_102(date_text) if cii else _iso_date(date_text),
+        number=_child_text(root, terms.number),
+        issue_date=_date_102(date_text) if known is not None and known.syntax is Syntax.CII else _iso_date(date_text),
         supplier=party_siret(parsed, "supplier"),
         buyer=party_siret(parsed, "buyer"),
-        buyer_reference=_child_text(root, paths.buyer_reference),
-        buyer_reference_element=paths.buyer_reference.rsplit("/", 1)[-1],
+        buyer_reference=_child_text(root, f"{terms.terms}/{terms.service}"),
+        buyer_reference_element=terms.service,
     )
 
 
 def _roots_of(interface: str) -> frozenset[str]:
-    """The root elements a flow of ``interface`` may carry (empty: not checked)."""
-    for syntax, kind in FLOW_KINDS.items():
-        if kind.interface_code == interface:
-            return _SYNTAX_ROOTS.get(syntax, frozenset())
-    return frozenset()
+    """The root elements a flow of ``interface`` may carry (empty: not checked). Chorus Pro
+    reads a flow's files by its interface, so a UBL invoice in a CII flow (or the reverse)
+    cannot be integrated."""
+    known = syntax.of_interface(interface)
+    return frozenset(known.roots) if known is not None else frozenset()
 
 
 def _child_text(root: etree._Element, path: str) -> str | None:
-    found = root.find(path, NS)
+    found = root.find(path, syntax.NS)
     if found is None:
         return None
     return (found.text or "").strip() or None

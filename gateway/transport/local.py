@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 from gateway.errors import TransportError
+from gateway.fs import is_temporary, write_atomically
 from gateway.transport.base import Delivery
-
-TEMP_PREFIX = "."
-TEMP_SUFFIXES = (".part", ".tmp")
-
-
-def is_temporary(name: str) -> bool:
-    """Names a writer uses while a file is incomplete; readers skip them."""
-    return name.startswith(TEMP_PREFIX) or name.endswith(TEMP_SUFFIXES)
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary file, fsync it, then rename it to ``target``."""
-    temporary = target.with_name(f"{TEMP_PREFIX}{target.name}.part")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
 
 
 class LocalTransport:

@@ -21,19 +21,12 @@ from stdnum.fr import siret
 
 from gateway.validation import chorus_attachments
 from gateway.validation.findings import Finding, Severity
+from gateway.xml import syntax
+from gateway.xml.syntax import BusinessTerms
 
 if TYPE_CHECKING:
     from gateway.directory import DirectoryEntry
 
-NS = {
-    "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
-    "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
-    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
-    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
-    "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
-}
-
-CII_ROOT = f"{{{NS['rsm']}}}CrossIndustryInvoice"
 LAYER = "chorus"
 
 #: Rule id → what it checks (the table of docs/validation.md says more).
@@ -87,95 +80,21 @@ class ChorusContext:
     max_invoice_number_length: int = 20
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where one syntax writes what the rules read (paths relative to the root)."""
-
-    parties: dict[str, str]  #: role → the party element
-    #: Relative to the party, in order of preference: the first non-empty one is read.
-    siret_paths: tuple[str, ...]
-    #: Relative to the party: where a finding on a missing SIRET points.
-    siret_location: str
-    number: str  #: BT-1
-    issue_date: str  #: BT-2, its year in its first four characters (UBL 2026-11-02, CII 20261102)
-    cadre: str  #: BT-23
-    type_code: str  #: BT-3
-    terms: str  #: the element holding BT-10 and BT-13 ("." = the root)
-    service: str  #: BT-10, relative to ``terms``
-    commitment: str  #: BT-13, relative to ``terms``
-    payment_means: str  #: BG-16
-    means_code: str  #: BT-81, relative to a payment means
-    iban: str  #: BT-84 as an IBAN, relative to a payment means
-    #: BT-84 when it is written otherwise than as an IBAN, relative to a payment means (UBL has one slot)
-    other_account: str | None
-    attachments: str  #: the embedded documents of BG-24 (BT-125)
+_PREFIXES = {uri: prefix for prefix, uri in syntax.NS.items()}
 
 
-# DOMAIN.md §3: SIRET carries scheme 0009 today, schemeName "1" in older UBL profiles;
-# BT-29 (party identifier) first, then BT-30 (legal registration), which repeats it.
-_UBL = _Layout(
-    parties={"supplier": "cac:AccountingSupplierParty/cac:Party", "buyer": "cac:AccountingCustomerParty/cac:Party"},
-    siret_paths=(
-        "cac:PartyIdentification/cbc:ID[@schemeID='0009']",
-        "cac:PartyIdentification/cbc:ID[@schemeName='1']",
-        "cac:PartyLegalEntity/cbc:CompanyID[@schemeID='0009']",
-    ),
-    siret_location="cac:PartyIdentification/cbc:ID",
-    number="cbc:ID",
-    issue_date="cbc:IssueDate",
-    cadre="cbc:ProfileID",
-    type_code="*[self::cbc:InvoiceTypeCode or self::cbc:CreditNoteTypeCode]",
-    terms=".",
-    service="cbc:BuyerReference",
-    commitment="cac:OrderReference/cbc:ID",
-    payment_means="cac:PaymentMeans",
-    means_code="cbc:PaymentMeansCode",
-    iban="cac:PayeeFinancialAccount/cbc:ID",
-    other_account=None,
-    attachments="cac:AdditionalDocumentReference/cac:Attachment/cbc:EmbeddedDocumentBinaryObject",
-)
-# The same business terms in CII: BT-29/BT-46 in GlobalID, BT-30/BT-47 in
-# SpecifiedLegalOrganization/ID, both with the ISO 6523 scheme 0009 (SIRET).
-_CII_AGREEMENT = "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement"
-_CII = _Layout(
-    parties={"supplier": f"{_CII_AGREEMENT}/ram:SellerTradeParty", "buyer": f"{_CII_AGREEMENT}/ram:BuyerTradeParty"},
-    siret_paths=(
-        "ram:GlobalID[@schemeID='0009']",
-        "ram:SpecifiedLegalOrganization/ram:ID[@schemeID='0009']",
-    ),
-    siret_location="ram:GlobalID",
-    number="rsm:ExchangedDocument/ram:ID",
-    issue_date="rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString",
-    cadre="rsm:ExchangedDocumentContext/ram:BusinessProcessSpecifiedDocumentContextParameter/ram:ID",
-    type_code="rsm:ExchangedDocument/ram:TypeCode",
-    terms=_CII_AGREEMENT,
-    service="ram:BuyerReference",
-    commitment="ram:BuyerOrderReferencedDocument/ram:IssuerAssignedID",
-    payment_means="rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/"
-    "ram:SpecifiedTradeSettlementPaymentMeans",
-    means_code="ram:TypeCode",
-    iban="ram:PayeePartyCreditorFinancialAccount/ram:IBANID",
-    other_account="ram:PayeePartyCreditorFinancialAccount/ram:ProprietaryID",
-    attachments=f"{_CII_AGREEMENT}/ram:AdditionalReferencedDocument/ram:AttachmentBinaryObject",
-)
-
-_PREFIXES = {uri: prefix for prefix, uri in NS.items()}
-
-
-def is_cii(doc: etree._ElementTree) -> bool:
-    """True for a CII CrossIndustryInvoice; anything else is read as UBL."""
-    return doc.getroot().tag == CII_ROOT
-
-
-def _layout(doc: etree._ElementTree) -> _Layout:
-    return _CII if is_cii(doc) else _UBL
+def _layout(doc: etree._ElementTree) -> BusinessTerms:
+    """Where the document's syntax writes the terms the rules read; a document of no known
+    syntax is read as UBL (the XSD layer has already refused it)."""
+    known = syntax.of_root(doc.getroot().tag)
+    return known.terms if known is not None and known.terms is not None else syntax.UBL_TERMS
 
 
 def xpath_of(element: etree._Element) -> str:
     """The absolute XPath of ``element``: ``/*`` for the root, then prefixed steps, with a
     position only where siblings share the name.
 
-    >>> root = etree.fromstring('<r xmlns:c="%s"><c:A/><c:A><c:B/></c:A></r>' % NS["cac"])
+    >>> root = etree.fromstring('<r xmlns:c="%s"><c:A/><c:A><c:B/></c:A></r>' % syntax.NS["cac"])
     >>> xpath_of(root[1][0])
     '/*/cac:A[2]/cac:B'
     """
@@ -193,7 +112,7 @@ def xpath_of(element: etree._Element) -> str:
 
 def _find(root: etree._Element, path: str) -> tuple[etree._Element | None, str]:
     """The first element at ``path`` with some text, and that text stripped (or None, "")."""
-    for element in root.xpath(path, namespaces=NS):
+    for element in root.xpath(path, namespaces=syntax.NS):
         if (element.text or "").strip():
             return element, element.text.strip()
     return None, ""
@@ -233,7 +152,7 @@ def check_chorus_rules(doc: etree._ElementTree, context: ChorusContext | None = 
     findings += _number_findings(root, layout, context)
     findings += _payment_findings(root, layout)
     findings += chorus_attachments.check_attachments(
-        ((xpath_of(element), element) for element in root.xpath(layout.attachments, namespaces=NS)),
+        ((xpath_of(element), element) for element in root.xpath(layout.attachments, namespaces=syntax.NS)),
         _parent_location(root, layout.terms),
         layer=LAYER,
     )
@@ -253,7 +172,7 @@ def _parent_location(root: etree._Element, path: str) -> str:
     """
     steps = path.split("/")
     while steps and steps != ["."]:
-        found = root.xpath("/".join(steps), namespaces=NS)
+        found = root.xpath("/".join(steps), namespaces=syntax.NS)
         if found:
             return xpath_of(found[0])
         steps.pop()
@@ -266,7 +185,7 @@ def _directory_entry(
     return None if directory is None else directory(siret.compact(value))
 
 
-def _siret_findings(doc: etree._ElementTree, layout: _Layout, context: ChorusContext) -> list[Finding]:
+def _siret_findings(doc: etree._ElementTree, layout: BusinessTerms, context: ChorusContext) -> list[Finding]:
     """Supplier and buyer SIRET present and valid (14 digits, Luhn, La Poste rule)."""
     findings = []
     for role, rule_id in _SIRET_RULES.items():
@@ -291,7 +210,7 @@ def _siret_findings(doc: etree._ElementTree, layout: _Layout, context: ChorusCon
     return findings
 
 
-def _cadre_findings(root: etree._Element, layout: _Layout) -> list[Finding]:
+def _cadre_findings(root: etree._Element, layout: BusinessTerms) -> list[Finding]:
     """BT-23, the cadre de facturation.
 
     Absent: a warning, not an error. The Chorus Pro specifications seen here do not say
@@ -313,7 +232,7 @@ def _cadre_findings(root: etree._Element, layout: _Layout) -> list[Finding]:
                      f"and expects one of A1–A25 except A11 ({DEFAULT_CADRE} for a supplier's invoice)")]
 
 
-def _number_findings(root: etree._Element, layout: _Layout, context: ChorusContext) -> list[Finding]:
+def _number_findings(root: etree._Element, layout: BusinessTerms, context: ChorusContext) -> list[Finding]:
     """BT-1 no longer than Chorus Pro takes (20 characters in CPP, 35 in the 2026 reform)."""
     element, value = _find(root, layout.number)
     limit = context.max_invoice_number_length
@@ -324,15 +243,15 @@ def _number_findings(root: etree._Element, layout: _Layout, context: ChorusConte
                      "shorten the numbering in the ERP")]
 
 
-def _is_credit_note(root: etree._Element, layout: _Layout) -> bool:
+def _is_credit_note(root: etree._Element, layout: BusinessTerms) -> bool:
     if etree.QName(root).localname == "CreditNote":
         return True
     return _find(root, layout.type_code)[1] == CREDIT_NOTE
 
 
-def _payment_findings(root: etree._Element, layout: _Layout) -> list[Finding]:
+def _payment_findings(root: etree._Element, layout: BusinessTerms) -> list[Finding]:
     """A credit note carries no payment means; means 30, 31, 42 carry a valid IBAN."""
-    means = root.xpath(layout.payment_means, namespaces=NS)
+    means = root.xpath(layout.payment_means, namespaces=syntax.NS)
     if _is_credit_note(root, layout):
         # The IBAN of a credit note's payment means is not checked: the means must go.
         return [_finding("CHORUS-CREDIT-NOTE-PAYMENT-MEANS", Severity.ERROR, xpath_of(element),
@@ -348,7 +267,7 @@ def _payment_findings(root: etree._Element, layout: _Layout) -> list[Finding]:
     return findings
 
 
-def _iban_findings(means: etree._Element, code: str, layout: _Layout) -> list[Finding]:
+def _iban_findings(means: etree._Element, code: str, layout: BusinessTerms) -> list[Finding]:
     account, value = _find(means, layout.iban)
     if account is None:
         other, found = _find(means, layout.other_account) if layout.other_account else (None, "")
@@ -369,7 +288,7 @@ def _iban_findings(means: etree._Element, code: str, layout: _Layout) -> list[Fi
 
 def _directory_findings(
     doc: etree._ElementTree,
-    layout: _Layout,
+    layout: BusinessTerms,
     directory: Callable[[str], DirectoryEntry | None],
     unknown_buyer: Severity,
 ) -> list[Finding]:
@@ -436,7 +355,7 @@ def _service_findings(entry: DirectoryEntry, service: str, location: str, who: s
 
 
 def _duplicate_findings(
-    doc: etree._ElementTree, layout: _Layout, duplicate_of: Callable[[str, str, int], str | None]
+    doc: etree._ElementTree, layout: BusinessTerms, duplicate_of: Callable[[str, str, int], str | None]
 ) -> list[Finding]:
     """Supplier + invoice number + year of issue already sent or integrated: Chorus Pro rejects it."""
     root = doc.getroot()

@@ -2,8 +2,8 @@
 invoice itself: an invoice that did not come through the gateway's intake (``gateway
 validate`` on a partner's file) carries attachments nobody has checked yet.
 
-The limits and the accepted extensions are the intake's (``gateway.intake.attachments``),
-so that both sides refuse the same files. Pure: elements in, findings out.
+The limits and the accepted extensions are the intake's (``gateway.invoice``), so that
+both sides refuse the same files. Pure: elements in, findings out.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from gateway.intake.attachments import (
+from gateway.invoice import (
     ATTACHMENT_TYPES,
     MAX_ATTACHMENT_BYTES,
     MAX_ATTACHMENT_NAME,

@@ -27,8 +27,6 @@ file's sha256 (the one the registry checks) also pins the source.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -37,7 +35,8 @@ from lxml import etree
 from saxonche import PySaxonApiError
 
 from gateway.errors import ValidatorError
-from gateway.mapping.xslt import _LOCK, _processor
+from gateway.fs import write_atomically
+from gateway.xml import saxon
 
 SKELETON_DIR = Path(lxml.isoschematron.__file__).resolve().parent / "resources" / "xsl" / "iso-schematron-xslt1"
 _ISO_NS = "http://purl.oclc.org/dsdl/schematron"
@@ -49,8 +48,7 @@ _PIPELINE = "iso-xslt1-skeleton/1"
 
 def _run(stylesheet: str, *, source_file: Path | None = None, source_text: str | None = None,
          parameters: dict[str, str] | None = None) -> str:
-    processor = _processor()
-    with _LOCK:
+    with saxon.exclusive() as processor:
         compiler = processor.new_xslt30_processor()
         executable = compiler.compile_stylesheet(stylesheet_file=str(SKELETON_DIR / stylesheet))
         for name, value in (parameters or {}).items():
@@ -97,9 +95,9 @@ def compile_schematron(source: Path) -> bytes:
 
 
 def _check_compiles(compiled: bytes, name: str) -> None:
-    with _LOCK:
+    with saxon.exclusive() as processor:
         try:
-            _processor().new_xslt30_processor().compile_stylesheet(stylesheet_text=compiled.decode("utf-8"))
+            processor.new_xslt30_processor().compile_stylesheet(stylesheet_text=compiled.decode("utf-8"))
         except PySaxonApiError as exc:
             raise ValidatorError(f"the XSLT compiled from {name} does not compile: {exc}") from None
 
@@ -115,19 +113,13 @@ def compile_to_cache(source: Path, cache_dir: Path) -> Path:
     """The XSLT compiled from ``source`` in ``cache_dir``, compiled now unless already there.
 
     ``cache_dir`` is created if needed; never the source's directory (it may be
-    read-only, as the shared corpus is). The file is written atomically.
+    read-only, as the shared corpus is). The file is written atomically, by each
+    process that compiles it at the same time (``gateway rules add`` twice) alike.
     """
     target = compiled_path(source, cache_dir)
     if target.is_file():
         return target
     compiled = compile_schematron(source)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(compiled)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, compiled, shared=True)
     return target

@@ -14,14 +14,11 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway.mapping.xslt import in_memory
 from gateway.validation import chorus
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import DEFAULT_PROFILE, RuleRegistry, scan_directory
 from gateway.validation.schematron import run_rule_set, syntax_of
 from gateway.validation.xsd import (
-    CII_ROOT,
-    LINE_TAGS,
     Xsd,
     check_xsd,
     describe_schema,
@@ -29,16 +26,15 @@ from gateway.validation.xsd import (
     streamed_valid,
     widest_cii,
 )
+from gateway.xml import safe
+from gateway.xml.syntax import CII_ROOT, LINE_TAGS
+from gateway.xml.saxon import in_memory
 
 #: Documents larger than this are refused before parsing (a flow member is far smaller).
+#: Every parse here is ``gateway.xml.safe``'s with ``huge_tree``: the base64 of an
+#: attachment Chorus Pro takes (under 10 MB, so up to 13.3 MB as base64) is over libxml2's
+#: limit on one text node, and the document is bounded by this size before any parsing.
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
-# Safe parsing: no DTD, no entity expansion, no network. huge_tree lifts libxml2's limit
-# of 10 MB on one text node, which the base64 of an attachment Chorus Pro takes (under
-# 10 MB, so up to 13.3 MB as base64) passes; it is safe here because nothing can grow
-# beyond the bytes given (no DTD, no entity), and those are bounded by
-# MAX_DOCUMENT_BYTES before any parsing.
-_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": True}
-_PARSER = etree.XMLParser(dtd_validation=False, **_OPTIONS)
 
 
 @dataclass
@@ -56,11 +52,21 @@ Document = bytes | Path
 
 
 def _too_big(document: Document) -> Finding | None:
-    size = len(document) if isinstance(document, bytes) else document.stat().st_size
-    if size > MAX_DOCUMENT_BYTES:
-        return Finding("parse", "XML-SIZE", Severity.FATAL, "/",
-                       f"the document has {size} bytes; the limit is {MAX_DOCUMENT_BYTES}")
+    try:
+        safe.check_size(len(document) if isinstance(document, bytes) else document.stat().st_size,
+                        MAX_DOCUMENT_BYTES)
+    except safe.TooLarge as exc:
+        return _parse_finding(exc)
     return None
+
+
+def _parse_finding(problem: safe.UnsafeXml) -> Finding:
+    """The fatal finding of the parse layer for a document ``gateway.xml.safe`` refused."""
+    if isinstance(problem, safe.TooLarge):
+        return Finding("parse", "XML-SIZE", Severity.FATAL, "/", problem.reason)
+    if isinstance(problem, safe.HasDoctype):
+        return Finding("parse", "XML-DTD", Severity.FATAL, "/", problem.reason)
+    return Finding("parse", "XML", Severity.FATAL, f"line {problem.line}", problem.reason)
 
 
 def _stream(document: Document) -> io.BytesIO | str:
@@ -68,17 +74,11 @@ def _stream(document: Document) -> io.BytesIO | str:
 
 
 def parse_invoice(payload: bytes) -> etree._ElementTree | Finding:
-    """Parse safely; a document that is not well-formed becomes a fatal finding."""
-    too_big = _too_big(payload)
-    if too_big is not None:
-        return too_big
+    """Parse safely; a document that is too big, not well-formed or with a DOCTYPE becomes a fatal finding."""
     try:
-        root = etree.fromstring(payload, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        return Finding("parse", "XML", Severity.FATAL, f"line {exc.lineno}", exc.msg)
-    if root.getroottree().docinfo.doctype:
-        return Finding("parse", "XML-DTD", Severity.FATAL, "/", "a DOCTYPE is not allowed")
-    return root.getroottree()
+        return safe.parse(payload, limit=MAX_DOCUMENT_BYTES, huge_tree=True)
+    except safe.UnsafeXml as exc:
+        return _parse_finding(exc)
 
 
 def parse_header(payload: bytes) -> etree._ElementTree | Finding:
@@ -88,24 +88,25 @@ def parse_header(payload: bytes) -> etree._ElementTree | Finding:
     too_big = _too_big(payload)
     if too_big is not None:
         return too_big
-    events = etree.iterparse(io.BytesIO(payload), events=("end",), tag=LINE_TAGS, **_OPTIONS)
+    events = safe.iterparse(io.BytesIO(payload), events=("end",), tag=LINE_TAGS, huge_tree=True)
     try:
         for _event, line in events:
             parent = line.getparent()
             if parent is not None:
                 parent.remove(line)
+        tree = events.root.getroottree()
+        safe.refuse_doctype(tree)
     except etree.XMLSyntaxError as exc:
-        return Finding("parse", "XML", Severity.FATAL, f"line {exc.lineno}", exc.msg)
-    tree = events.root.getroottree()
-    if tree.docinfo.doctype:
-        return Finding("parse", "XML-DTD", Severity.FATAL, "/", "a DOCTYPE is not allowed")
+        return _parse_finding(safe.not_well_formed(exc))
+    except safe.UnsafeXml as exc:
+        return _parse_finding(exc)
     return tree
 
 
 def _root_tag(document: Document) -> str | None:
     """The root element's name, read from the document's start; None if that is not XML."""
     try:
-        for _event, element in etree.iterparse(_stream(document), events=("start",), **_OPTIONS):
+        for _event, element in safe.iterparse(_stream(document), events=("start",), huge_tree=True):
             return str(element.tag)
     except etree.XMLSyntaxError:
         pass
@@ -120,7 +121,7 @@ def schema_layers(
     ``own_output``: the document is what the gateway wrote (CII is checked against the
     EN16931 profile XSD); otherwise it was received (the widest CII XSD available).
 
-    A big valid document (beyond ``xslt.IN_MEMORY_BYTES``) is checked as a stream and
+    A big valid document (beyond ``saxon.IN_MEMORY_BYTES``) is checked as a stream and
     never held as a tree (see ``xsd.streamed_valid``); any other is parsed whole, which
     is faster for a small one, and for an invalid one says where each finding is.
     """

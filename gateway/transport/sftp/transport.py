@@ -6,7 +6,7 @@ The rules are those of the local transport (:mod:`gateway.transport.local`):
   its size checked, then renamed to its final name in one step, so the partner never
   picks up half a file;
 * reports are listed without the names a writer uses while a file is incomplete
-  (:func:`~gateway.transport.local.is_temporary`).
+  (:func:`~gateway.fs.is_temporary`).
 
 Security: the server's host key must be pinned in the ``known_hosts`` file named by the
 settings (OpenSSH format; ``[host]:port`` entries for ports other than 22, hashed entries
@@ -40,8 +40,8 @@ import paramiko
 from paramiko.sftp import SFTPError
 
 from gateway.errors import TransportError
+from gateway.fs import is_temporary, temporary_name
 from gateway.transport.base import Delivery
-from gateway.transport.local import TEMP_PREFIX, is_temporary
 from gateway.transport.sftp.client import DEFAULT_REQUEST_SIZE, SFTPClient, reason
 from gateway.transport.sftp.known_hosts import PinnedKeys, describe_key, same_key
 
@@ -140,7 +140,7 @@ class SftpTransport:
         """
         _check_name(name, self.peer)
         final = posixpath.join(self.settings.outbound_dir, name)
-        temporary = posixpath.join(self.settings.outbound_dir, f"{TEMP_PREFIX}{name}.part")
+        temporary = posixpath.join(self.settings.outbound_dir, temporary_name(name))
         size = len(data)
         digest = hashlib.sha256()
         with self._session(f"depositing {final}") as (connection, sftp):

@@ -1,8 +1,11 @@
-"""XSLT 3.0 stylesheets run with saxonche, compiled once per process and reused.
+"""The process's one Saxon processor (saxonche): XSLT 3.0 stylesheets compiled once and
+reused, by the mapping, the XML intake and the Schematron layers alike.
 
-Saxon's processor is heavy to start and a compiled stylesheet is reusable, so both
-live for the whole process; a stylesheet that fails to compile or to run raises
-``MappingError`` naming the stylesheet, never returns a partial document.
+Saxon's processor is heavy to start, SaxonC does not support several live at once,
+and a compiled stylesheet is reusable: all three live for the whole process, and
+whoever uses the processor holds it alone (``exclusive``). A stylesheet that fails to
+compile or to run raises ``MappingError`` naming the stylesheet, never returns a
+partial document.
 
 SaxonC's native code reports a dynamic error (``error()``, ``xsl:message
 terminate="yes"``) on the process's stderr, with the stylesheet's stack, before the
@@ -30,7 +33,7 @@ from saxonche import PySaxonApiError, PySaxonProcessor, PyXdmAtomicValue, PyXslt
 
 from gateway.errors import MappingError
 
-# One Saxon processor per process: SaxonC does not support several live at once.
+# SaxonC's processor is not safe to use from two threads at once.
 _LOCK = threading.Lock()
 
 
@@ -39,10 +42,23 @@ def _processor() -> PySaxonProcessor:
     return PySaxonProcessor(license=False)
 
 
-@functools.cache
-def _compiled(path: Path) -> PyXsltExecutable:
+@contextlib.contextmanager
+def exclusive() -> Iterator[PySaxonProcessor]:
+    """The process's Saxon processor, held alone while the block runs.
+
+    Everything that touches the processor or a compiled stylesheet runs inside it
+    (``apply`` and what is done with its processor), tests too: a second processor
+    in the same process is not supported by SaxonC.
+    """
     with _LOCK:
-        compiler = _processor().new_xslt30_processor()
+        yield _processor()
+
+
+@functools.cache
+def compile_stylesheet(path: Path) -> PyXsltExecutable:
+    """The stylesheet at ``path``, compiled once per process; ``MappingError`` if it does not compile."""
+    with exclusive() as processor:
+        compiler = processor.new_xslt30_processor()
         try:
             return compiler.compile_stylesheet(stylesheet_file=str(path))
         except PySaxonApiError as exc:
@@ -55,7 +71,7 @@ def check_stylesheet(stylesheet: Path) -> None:
 
     Raises ``MappingError``; the compiled stylesheet is kept for ``transform``.
     """
-    _compiled(stylesheet)
+    compile_stylesheet(stylesheet)
 
 
 @functools.cache
@@ -65,7 +81,7 @@ def scratch_directory() -> Path:
     A big document is given to Saxon as a file, not a string: a string is copied into
     Python's memory, then into Saxon's as UTF-16, and its result back again; a
     100,000-line invoice cost hundreds of megabytes that way
-    (benchmarks/bench_big_invoice.py). The files are used under ``_LOCK``.
+    (benchmarks/bench_big_invoice.py). The files are used inside ``exclusive``.
     """
     directory = Path(tempfile.mkdtemp(prefix="gateway-saxon-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
@@ -83,8 +99,8 @@ def in_memory(document: bytes | Path) -> bool:
 
 
 def apply(executable: PyXsltExecutable, document: bytes | Path, result_name: str) -> bytes | Path:
-    """Run ``executable`` over ``document`` (its bytes, or the file that holds them), under
-    ``_LOCK``: the result's bytes, or for a document not ``in_memory`` the scratch file
+    """Run ``executable`` over ``document`` (its bytes, or the file that holds them), inside
+    ``exclusive``: the result's bytes, or for a document not ``in_memory`` the scratch file
     ``result_name`` that holds them (the caller reads and removes it). Raises
     ``PySaxonApiError``."""
     processor = _processor()
@@ -132,8 +148,8 @@ def _stderr_sink() -> BinaryIO:
 
 
 @contextlib.contextmanager
-def saxon_stderr() -> Iterator[list[bytes]]:
-    """Descriptor 2 points at a temporary file while the block runs (under ``_LOCK``);
+def captured_stderr() -> Iterator[list[bytes]]:
+    """Descriptor 2 points at a temporary file while the block runs (inside ``exclusive``);
     the list it yields then holds what was written there.
 
     Saxon writes from native code, so only the descriptor can catch it, not
@@ -164,14 +180,14 @@ def transform(stylesheet: Path, document: bytes | Path, parameters: dict[str, st
     ``MappingError`` if it fails, with the reason it gives (the text of ``error()`` or
     of a terminating ``xsl:message``), and nothing of Saxon's on stderr.
     """
-    executable = _compiled(stylesheet)
+    executable = compile_stylesheet(stylesheet)
     wanted = dict(parameters or {})
     failure: PySaxonApiError | None = None
-    with _LOCK:
+    with exclusive():
         if stylesheet not in _SAVING_MESSAGES:
             executable.set_save_xsl_message(True)
             _SAVING_MESSAGES.add(stylesheet)
-        with saxon_stderr() as report:
+        with captured_stderr() as report:
             try:
                 if _SET.get(stylesheet) != wanted:
                     _SET.pop(stylesheet, None)
