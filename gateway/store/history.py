@@ -8,14 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.store.base import TxBase
 from gateway.store.models import Flow, Invoice, Report, StatusEvent
 
 
-class History:
-    session: Session
+class History(TxBase):
 
     def rejected_invoice(self, supplier_siret: str, number: str, year: int) -> Invoice | None:
         """The latest invoice Chorus Pro rejected with this business key: what a

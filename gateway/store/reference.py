@@ -13,17 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
 
 from gateway.directory import DirectoryEntry
+from gateway.store.base import TxBase
 from gateway.store.models import DirectoryImport, PublicStructure, RuleSet, StructureService, ValidationSet
 
 # Rows per INSERT statement: the directory holds some 100,000 structures.
 _BATCH = 5000
 
 
-class ReferenceData:
-    session: Session
+class ReferenceData(TxBase):
 
     # -- the directory of public structures ---------------------------------------
 

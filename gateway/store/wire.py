@@ -8,14 +8,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from gateway.domain import FlowStatus
+from gateway.store.base import TxBase
 from gateway.store.models import Flow, InboundMessage, Transmission
 
 
-class WireEvidence:
-    session: Session
+class WireEvidence(TxBase):
 
     def flows_due(self, partner: str, now: datetime) -> Sequence[Flow]:
         """Packed flows of a partner whose retry time has come (or that never failed)."""
