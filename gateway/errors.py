@@ -100,5 +100,9 @@ class ReportError(GatewayError):
     """A report returned by Chorus Pro could not be read."""
 
 
+class TransitionError(GatewayError):
+    """A flow or an attempt cannot make this move from the state it is in."""
+
+
 class StoreError(GatewayError):
     """The store could not be reached or is in an unexpected state."""

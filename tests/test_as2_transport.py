@@ -26,7 +26,8 @@ import pytest
 import structlog.testing
 
 from cli_runner import PROJECT, gateway
-from gateway.cli.serve import Receiver
+from gateway.pipeline import attempts
+from gateway.pipeline.inbound import Receiver
 from gateway.clock import SystemClock
 from gateway.config import AS2_ENCRYPTIONS, AS2_SIGNING_DIGESTS, load_config
 from gateway.errors import ConfigError
@@ -601,10 +602,10 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow_and_a_w
     now = datetime.now(UTC)
     try:
         with store.transaction() as tx:
-            flow = tx.add_flow(now=now, flow_id="T1", partner="chorus", interface_code="FSO1100A", syntax="ubl",
-                               file_name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                               invoice_count=0, validated_with="[]")
-            attempt = tx.start_transmission(flow, transport="as2", remote_name=name, now=now)
+            flow = attempts.open_flow(tx, now=now, flow_id="T1", partner="chorus", interface_code="FSO1100A",
+                                      syntax="ubl", file_name=name, sha256=hashlib.sha256(data).hexdigest(),
+                                      size=len(data), invoice_count=0, validated_with="[]")
+            attempt = attempts.start_attempt(tx, flow, transport="as2", remote_name=name, now=now)
             tx.record_attempt_evidence(attempt.id, message_id=message_id, request=b"POST / HTTP/1.1\r\n\r\n")
         request = MdnRequest(message_id, OUR_AS2, PARTNER_AS2, True, True, True, "sha-256", None)
         credentials = load_credentials(config.partner("chorus"))

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gateway.domain import InvoiceStatus
+from gateway.pipeline import attempts
 from gateway.store import DuplicateInvoice, Store, db
 from gateway.store.models import Base
 
@@ -105,8 +106,9 @@ def test_flow_numbers_are_the_partner_codes_and_continue_after_ids_numbered_per_
     store = open_store(database_url)
     with store.transaction() as tx:
         for flow_id in ("AAA1231100000000000000007", "AAA12311000000000000000099", "AAA1211100000000000000042"):
-            tx.add_flow(now=NOW, flow_id=flow_id, partner="old", interface_code="FSO1100A", syntax="ubl",
-                        file_name=f"{flow_id}.tar.gz", sha256="0" * 64, size=1, invoice_count=1, validated_with="[]")
+            attempts.open_flow(tx, now=NOW, flow_id=flow_id, partner="old", interface_code="FSO1100A", syntax="ubl",
+                               file_name=f"{flow_id}.tar.gz", sha256="0" * 64, size=1, invoice_count=1,
+                               validated_with="[]")
     with store.transaction() as tx:
         # AAA1231... ending 099 has AAA1231's length + 1: it belongs to the 7-character code AAA1231, not AAA123.
         assert [tx.next_flow_counter("AAA123"), tx.next_flow_counter("AAA123")] == [8, 9]

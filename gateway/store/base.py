@@ -9,19 +9,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from gateway.store.models import AuditEvent, Counter, StatusEvent
+from gateway.errors import StoreError
+from gateway.store.models import Base, AuditEvent, Counter, StatusEvent
 
 
 #: Values per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
 _IN_CHUNK = 500
 #: A buffered event's id until it is stored: after every stored event, in order of arrival.
 _PROVISIONAL_ID = 10**15
+
+_Row = TypeVar("_Row", bound=Base)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,21 @@ class TxBase:
             self._insert_unless_present(table, {"name": name, "value": 0}, "name")
             value = self.session.execute(bump).scalar_one()
         return int(value)
+
+    def _by_id(self, model: type[_Row], pk: object, what: str) -> _Row:
+        """The row of ``model`` with primary key ``pk``, from this transaction's rows when it holds it."""
+        row = self.session.get(model, pk)
+        if row is None:
+            raise StoreError(f"no {what} {pk} in the store: it was never recorded, or the store is not the one "
+                             "that recorded it")
+        return row
+
+    @contextmanager
+    def without_autoflush(self) -> Iterator[None]:
+        """Reads that do not first write what this transaction changed (a report of thousands of statuses
+        reads its invoices once, and writes at the end)."""
+        with self.session.no_autoflush:
+            yield
 
     # -- events ------------------------------------------------------------------
 

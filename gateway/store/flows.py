@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.domain import AttemptOutcome, FlowStatus, InvoiceStatus
+from gateway.errors import StoreError
 from gateway.store.models import (
     Counter,
     Flow,
@@ -16,10 +17,16 @@ from gateway.store.models import (
     Invoice,
     Transmission,
 )
-from gateway.store.base import TxBase
+from gateway.store.invoices import Invoices
+from gateway.store.views import FlowView
+from gateway.store.rows import AttemptRow, FlowRow, InvoiceRow
 
 
-class Flows(TxBase):
+#: What a flow's move may set besides its status and reason.
+_MOVED_WITH_STATUS = frozenset({"sent_at", "next_attempt_at", "attempts"})
+
+
+class Flows(Invoices):
     def next_flow_counter(self, partner_code: str) -> int:
         """The next flow number of a Chorus Pro partner code.
 
@@ -41,9 +48,10 @@ class Flows(TxBase):
             self._insert_unless_present(table, {"name": name, "value": highest}, "name")
         return self.next_counter(name)
 
-    def add_flow(self, *, now: datetime, **fields: Any) -> Flow:
+    def add_flow(self, *, status: FlowStatus, event: str, now: datetime, **fields: Any) -> Flow:
+        """A new flow in ``status``: ``pipeline/attempts.py`` alone calls it (``open_flow``)."""
         flow = Flow(
-            status=FlowStatus.PACKED.value,
+            status=status.value,
             integrated_count=0,
             rejected_count=0,
             attempts=0,
@@ -54,36 +62,48 @@ class Flows(TxBase):
         self.session.add(flow)
         self.session.flush()
         self.add_status_event(flow_pk=flow.id, code=flow.status, label=None, now=now)
-        self.audit("flow.packed", "flow", flow.flow_id, now, file_name=flow.file_name, sha256=flow.sha256)
+        self.audit("flow." + flow.status, "flow", flow.flow_id, now, event=event, file_name=flow.file_name,
+                   sha256=flow.sha256)
         return flow
 
-    def add_flow_member(self, flow: Flow, invoice: Invoice, *, member_name: str, sha256: str) -> None:
+    def add_flow_member(self, flow: FlowRow, invoice: InvoiceRow, *, member_name: str, sha256: str) -> None:
         self.session.add(FlowMember(flow_pk=flow.id, invoice_id=invoice.id, member_name=member_name, sha256=sha256))
 
-    def set_flow_status(
+    def flow(self, flow_pk: int) -> Flow:
+        """The flow with this primary key; ``StoreError`` when there is none."""
+        return self._by_id(Flow, flow_pk, "flow")
+
+    def move_flow(
         self,
-        flow: Flow,
+        flow: FlowRow,
         status: FlowStatus,
         *,
+        event: str,
         now: datetime,
         reason: str | None = None,
         source: str = "gateway",
         report_id: int | None = None,
+        **fields: datetime | int | None,
     ) -> None:
-        flow.status = status.value
-        flow.reason = reason
-        flow.updated_at = now
+        """Move a flow to ``status`` by ``event``, with its status event and an audit entry that names the
+        move: ``pipeline/attempts.py`` alone calls it, by its table. ``fields``: the flow's ``sent_at``,
+        ``next_attempt_at`` or ``attempts`` set by the same move."""
+        unknown = set(fields) - _MOVED_WITH_STATUS
+        if unknown:
+            raise StoreError(f"a flow's move does not set {', '.join(sorted(unknown))}")
+        row = self.flow(flow.id)
+        previous = row.status
+        row.status = status.value
+        row.reason = reason
+        row.updated_at = now
+        for name, value in fields.items():
+            setattr(row, name, value)
         self.add_status_event(
-            flow_pk=flow.id, code=status.value, label=reason, source=source, report_id=report_id, now=now
+            flow_pk=row.id, code=status.value, label=reason, source=source, report_id=report_id, now=now
         )
-        self.audit("flow." + status.value, "flow", flow.flow_id, now, reason=reason)
+        self.audit("flow." + status.value, "flow", row.flow_id, now, reason=reason, event=event, previous=previous)
 
-    def flows_with_status(self, *statuses: FlowStatus) -> Sequence[Flow]:
-        return self.session.scalars(
-            select(Flow).where(Flow.status.in_([s.value for s in statuses])).order_by(Flow.id)
-        ).all()
-
-    def flow_members(self, flow: Flow) -> Sequence[tuple[FlowMember, Invoice]]:
+    def flow_members(self, flow: FlowRow) -> Sequence[tuple[FlowMember, Invoice]]:
         rows = self.session.execute(
             select(FlowMember, Invoice)
             .join(Invoice, Invoice.id == FlowMember.invoice_id)
@@ -95,61 +115,74 @@ class Flows(TxBase):
     def find_flow(self, flow_id: str) -> Flow | None:
         return self.session.scalars(select(Flow).where(Flow.flow_id == flow_id)).first()
 
-    def find_flow_by_file_name(self, file_name: str) -> Flow | None:
-        return self.session.scalars(select(Flow).where(Flow.file_name == file_name)).first()
-
-    def list_flows(self, *, status: str | None = None) -> Sequence[Flow]:
+    def list_flows(self, *, status: str | None = None) -> list[FlowView]:
         query = select(Flow).order_by(Flow.id)
         if status:
             query = query.where(Flow.status == status)
-        return self.session.scalars(query).all()
+        return [FlowView.of(row) for row in self.session.scalars(query)]
 
     # -- transmissions -----------------------------------------------------------
 
-    def start_transmission(
-        self, flow: Flow, *, transport: str, remote_name: str, now: datetime
+    def attempt(self, attempt_id: int) -> Transmission:
+        """The attempt (``transmissions`` row) with this id; ``StoreError`` when there is none."""
+        return self._by_id(Transmission, attempt_id, "attempt")
+
+    def claim_flow_for_attempt(
+        self,
+        flow: FlowRow,
+        *,
+        expected: Collection[FlowStatus],
+        status: FlowStatus,
+        outcome: AttemptOutcome,
+        event: str,
+        transport: str,
+        remote_name: str,
+        now: datetime,
     ) -> Transmission | None:
-        """Claim the flow for an attempt and record the attempt in progress, before the
-        bytes leave. Compare-and-set: the flow must still be ``packed`` and due; of two
-        processes that both saw it due, the one whose update wins gets the attempt, the
-        other None (and must not send)."""
+        """Claim the flow for an attempt and record the attempt, before the bytes leave: ``pipeline/attempts.py``
+        alone calls it. Compare-and-set: the flow must still be in an ``expected`` status and due; of two
+        processes that both saw it due, the one whose update wins gets the attempt, the other None (and must
+        not send)."""
         table = Flow.__table__
         claimed = self.session.execute(
             update(table)
             .where(
                 table.c.id == flow.id,
-                table.c.status == FlowStatus.PACKED.value,
+                table.c.status.in_([s.value for s in expected]),
                 or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= now),
             )
-            .values(status=FlowStatus.SENDING.value, attempts=table.c.attempts + 1, reason=None, updated_at=now)
+            .values(status=status.value, attempts=table.c.attempts + 1, reason=None, updated_at=now)
         ).rowcount
         if claimed != 1:
             return None
-        self.session.refresh(flow)
+        row = self.flow(flow.id)
+        previous = row.status
+        self.session.refresh(row)
         # Numbered over the flow's whole history: `gateway flows retry` restarts
         # flow.attempts (the count towards max_attempts), not the numbering.
-        previous = self.session.scalar(
-            select(func.count(Transmission.id)).where(Transmission.flow_pk == flow.id)
-        ) or 0
+        number = (self.session.scalar(
+            select(func.count(Transmission.id)).where(Transmission.flow_pk == row.id)
+        ) or 0) + 1
         attempt = Transmission(
-            flow_pk=flow.id,
-            attempt=previous + 1,
+            flow_pk=row.id,
+            attempt=number,
             transport=transport,
             remote_name=remote_name,
-            outcome="in_progress",
+            outcome=outcome.value,
             started_at=now,
         )
         self.session.add(attempt)
-        self.add_status_event(flow_pk=flow.id, code=FlowStatus.SENDING.value, label=None, now=now)
-        self.audit("flow." + FlowStatus.SENDING.value, "flow", flow.flow_id, now)
+        self.add_status_event(flow_pk=row.id, code=status.value, label=None, now=now)
+        self.audit("flow." + status.value, "flow", row.flow_id, now, event=event, previous=previous, attempt=number)
         self.session.flush()
         return attempt
 
-    def finish_transmission(
+    def settle_attempt(
         self,
-        attempt: Transmission,
+        attempt: AttemptRow,
+        outcome: AttemptOutcome,
         *,
-        outcome: str,
+        event: str,
         now: datetime,
         receipt: str | None = None,
         error: str | None = None,
@@ -157,36 +190,46 @@ class Flows(TxBase):
         request: bytes | None = None,
         response: bytes | None = None,
     ) -> None:
-        """Settle an attempt; the evidence given is kept, and evidence already kept (an
-        asynchronous MDN stored by ``gateway serve``) is not overwritten by None."""
-        attempt.outcome = outcome
-        attempt.receipt = receipt
-        attempt.error = error
-        attempt.ended_at = now
-        attempt.message_id = message_id or attempt.message_id
-        attempt.request_raw = request if request is not None else attempt.request_raw
-        attempt.response_raw = response if response is not None else attempt.response_raw
+        """End an attempt (``pipeline/attempts.py`` alone calls it); the evidence given is kept, and evidence
+        already kept (an asynchronous MDN stored by ``gateway serve``) is not overwritten by None."""
+        row = self.attempt(attempt.id)
+        previous = row.outcome
+        row.outcome = outcome.value
+        row.receipt = receipt
+        row.error = error
+        row.ended_at = now
+        row.message_id = message_id or row.message_id
+        row.request_raw = request if request is not None else row.request_raw
+        row.response_raw = response if response is not None else row.response_raw
+        self.audit("attempt." + outcome.value, "transmission", row.id, now, event=event, previous=previous,
+                   flow_pk=row.flow_pk, attempt=row.attempt)
 
     def transmissions_in_progress(self) -> Sequence[tuple[Transmission, Flow]]:
         rows = self.session.execute(
             select(Transmission, Flow)
             .join(Flow, Flow.id == Transmission.flow_pk)
-            .where(Transmission.outcome == "in_progress")
+            .where(Transmission.outcome == AttemptOutcome.IN_PROGRESS.value)
             .order_by(Transmission.id)
         ).all()
         return [(attempt, flow) for attempt, flow in rows]
 
-    def transmissions(self, flow: Flow) -> Sequence[Transmission]:
+    def transmissions(self, flow: FlowRow) -> Sequence[Transmission]:
         return self.session.scalars(
             select(Transmission).where(Transmission.flow_pk == flow.id).order_by(Transmission.id)
         ).all()
 
-    def mark_flow_invoices(self, flow: Flow, status: InvoiceStatus, *, now: datetime) -> None:
+    def mark_report_overdue(self, flow: FlowRow, *, now: datetime, deadline: datetime) -> None:
+        """The flow's integration report is past its deadline: noted once, so that it is alerted once."""
+        row = self.flow(flow.id)
+        row.report_overdue_at = now
+        self.audit("flow.report_overdue", "flow", row.flow_id, now, deadline=deadline.isoformat())
+
+    def mark_flow_invoices(self, flow: FlowRow, status: InvoiceStatus, *, now: datetime) -> None:
         """Move every member of a flow to ``status`` (one event per invoice)."""
         for _member, invoice in self.flow_members(flow):
             self.set_invoice_status(invoice, status, now=now)
 
-    def bump_flow_counts(self, flow: Flow) -> None:
+    def bump_flow_counts(self, flow: FlowRow) -> None:
         """Recount integrated and rejected members from their statuses."""
         counts = dict(
             self.session.execute(
@@ -196,6 +239,7 @@ class Flows(TxBase):
                 .group_by(Invoice.status)
             ).all()
         )
-        flow.integrated_count = counts.get(InvoiceStatus.INTEGRATED.value, 0)
-        flow.rejected_count = counts.get(InvoiceStatus.REJECTED.value, 0)
+        row = self.flow(flow.id)
+        row.integrated_count = counts.get(InvoiceStatus.INTEGRATED.value, 0)
+        row.rejected_count = counts.get(InvoiceStatus.REJECTED.value, 0)
 

@@ -15,6 +15,8 @@ from gateway.domain import ACTIVE_INVOICE_STATUSES, InvoiceStatus
 from gateway.errors import StoreError
 from gateway.store.models import Invoice, StatusEvent
 from gateway.store.base import _IN_CHUNK, TxBase
+from gateway.store.rows import InvoiceRow
+from gateway.store.views import InvoiceView
 
 
 class DuplicateInvoice(StoreError):
@@ -195,26 +197,9 @@ class Invoices(TxBase):
             )
         return False
 
-    def find_sent_invoice(self, supplier_siret: str, number: str) -> Invoice | None:
-        """The invoice at Chorus Pro with this supplier and number (most recent first)."""
-        return self.session.scalars(
-            select(Invoice)
-            .where(
-                Invoice.supplier_siret == supplier_siret,
-                Invoice.invoice_number == number,
-                Invoice.status.in_(
-                    [
-                        InvoiceStatus.SENT.value,
-                        InvoiceStatus.INTEGRATED.value,
-                        InvoiceStatus.REJECTED.value,
-                    ]
-                ),
-            )
-            .order_by(Invoice.id.desc())
-        ).first()
-
     def sent_invoices_by_key(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Invoice]:
-        """``find_sent_invoice`` for every (supplier, number) of a report, in a few queries."""
+        """The invoice at Chorus Pro (sent, integrated or rejected) of each (supplier, number) of a report,
+        the most recent of each, in a few queries."""
         numbers_of: dict[str, set[str]] = {}
         for supplier, number in keys:
             numbers_of.setdefault(supplier, set()).add(number)
@@ -233,6 +218,29 @@ class Invoices(TxBase):
                     found[(supplier, invoice.invoice_number or "")] = invoice  # the most recent wins
         return found
 
+    def invoice_view(self, invoice_id: int) -> InvoiceView | None:
+        row = self.session.get(Invoice, invoice_id)
+        return None if row is None else InvoiceView.of(row)
+
+    def invoice(self, invoice_id: int) -> Invoice:
+        """The invoice with this id; ``StoreError`` when there is none."""
+        return self._by_id(Invoice, invoice_id, "invoice")
+
+    def invoice_payload(self, invoice: InvoiceRow) -> bytes:
+        """The invoice's document as it was mapped (validated, packed)."""
+        payload = self.invoice(invoice.id).payload
+        if payload is None:
+            raise StoreError(f"invoice #{invoice.id} ({invoice.invoice_number}) has no document in the store")
+        return payload
+
+    def note_invoice_reason(self, invoice: InvoiceRow, reason: str) -> None:
+        """A new reason for where the invoice stands, its status unchanged (a validator failing again)."""
+        self.invoice(invoice.id).reason = reason
+
+    def record_validation_set(self, invoice: InvoiceRow, validation_set_id: int) -> None:
+        """The XSDs and rule sets that validated the invoice."""
+        self.invoice(invoice.id).validation_set_id = validation_set_id
+
     def status_events_by_invoice(self, invoice_ids: Iterable[int]) -> dict[int, list[StatusEvent]]:
         ids = sorted(set(invoice_ids))
         events: dict[int, list[StatusEvent]] = {invoice_id: [] for invoice_id in ids}
@@ -245,13 +253,13 @@ class Invoices(TxBase):
                 events[event.invoice_id or 0].append(event)
         return events
 
-    def list_invoices(self, *, status: str | None = None, limit: int | None = None) -> Sequence[Invoice]:
+    def list_invoices(self, *, status: str | None = None, limit: int | None = None) -> list[InvoiceView]:
         query = select(Invoice).order_by(Invoice.id)
         if status:
             query = query.where(Invoice.status == status)
         if limit:
             query = query.limit(limit)
-        return self.session.scalars(query).all()
+        return [InvoiceView.of(row) for row in self.session.scalars(query)]
 
     def count_invoices_by_status(self) -> dict[str, int]:
         rows = self.session.execute(select(Invoice.status, func.count(Invoice.id)).group_by(Invoice.status)).all()

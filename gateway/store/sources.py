@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import and_, exists, func, insert, literal, select
@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, func, insert, literal, select
 from gateway.domain import SourceFileStatus
 from gateway.store.models import Invoice, SourceFile
 from gateway.store.base import TxBase
+from gateway.store.views import SourceFileView
 
 
 class SourceFiles(TxBase):
@@ -123,10 +124,9 @@ class SourceFiles(TxBase):
         self.audit("source_file." + status, "source_file", row.id, now, reason=reason)
 
     def source_file(self, source_file_id: int) -> SourceFile:
-        row = self.session.get(SourceFile, source_file_id)
-        assert row is not None
-        return row
+        """The source file with this id; ``StoreError`` when there is none."""
+        return self._by_id(SourceFile, source_file_id, "source file")
 
-    def source_files(self) -> Sequence[SourceFile]:
-        return self.session.scalars(select(SourceFile).order_by(SourceFile.id)).all()
+    def source_files(self) -> list[SourceFileView]:
+        return [SourceFileView.of(row) for row in self.session.scalars(select(SourceFile).order_by(SourceFile.id))]
 
