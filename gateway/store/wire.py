@@ -28,8 +28,7 @@ class WireEvidence(TxBase):
     def record_attempt_evidence(
         self, attempt_id: int, *, message_id: str | None, request: bytes | None, receipt: str | None = None
     ) -> None:
-        attempt = self.session.get(Transmission, attempt_id)
-        assert attempt is not None
+        attempt = self._by_id(Transmission, attempt_id, "attempt")
         attempt.message_id = message_id
         attempt.request_raw = request
         attempt.receipt = receipt
@@ -79,8 +78,7 @@ class WireEvidence(TxBase):
                                **fields: object) -> None:
         """Judge a kept request: ``outcome`` and the rows it led to (``partner``, ``error``, ``report_id``,
         ``transmission_id``); ``keep_body_bytes`` cuts the body kept (a refused one), its size and hash stay."""
-        row = self.session.get(InboundMessage, row_id)
-        assert row is not None
+        row = self._by_id(InboundMessage, row_id, "inbound message")
         row.outcome = outcome
         for name, value in fields.items():
             setattr(row, name, value)
