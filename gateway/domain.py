@@ -67,6 +67,14 @@ ACTIVE_INVOICE_STATUSES = frozenset(
 )
 
 
+class ValidatorFailure(enum.StrEnum):
+    """Why a validation layer could not run: what decides whether a validation-error invoice is
+    validated again at a later pass."""
+
+    UNAVAILABLE = "unavailable"  #: crashed, rule set missing or altered: again once the validator is healthy
+    TIME_BUDGET = "time_budget"  #: ran out of its time budget: not again (it would stall each pass)
+
+
 class FlowStatus(enum.StrEnum):
     PACKED = "packed"  #: archive written and hashed; no attempt yet
     SENDING = "sending"  #: an attempt is in progress

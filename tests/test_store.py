@@ -114,3 +114,27 @@ def test_flow_numbers_are_the_partner_codes_and_continue_after_ids_numbered_per_
         assert [tx.next_flow_counter("AAA123"), tx.next_flow_counter("AAA123")] == [8, 9]
         assert tx.next_flow_counter("AAA121") == 43
         assert tx.next_flow_counter("BBB1") == 1
+
+
+def test_the_validator_failure_is_read_once_from_the_reasons_of_an_older_store(database_url: str) -> None:
+    """Until 0006 an invoice that ran out of time was told by its reason; the migration records it as such."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0005")
+    reasons = {"late": "validation exceeded its time budget of 60 s (worker stopped); raise …",
+               "crash": "the validator process died while validating this document", "valid": None}
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO source_files (id, channel, name, path, sha256, size, status, invoice_count, "
+            "quarantined_count, received_at, updated_at) VALUES (1, 'erp', 'x.csv', '/x.csv', :h, 1, 'processed', "
+            "3, 0, :now, :now)"), {"h": "0" * 64, "now": NOW})
+        for line, (number, reason) in enumerate(reasons.items(), start=2):
+            connection.execute(sa.text(
+                "INSERT INTO invoices (invoice_number, status, reason, source_file_id, source_line, channel, "
+                "created_at, updated_at) VALUES (:number, :status, :reason, 1, :line, 'erp', :now, :now)"),
+                {"number": number, "status": "valid" if reason is None else "validation-error", "reason": reason,
+                 "line": line, "now": NOW})
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        found = dict(connection.execute(sa.text("SELECT invoice_number, validation_failure FROM invoices")).all())
+    engine.dispose()
+    assert found == {"late": "time_budget", "crash": "unavailable", "valid": None}

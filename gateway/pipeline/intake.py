@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gateway.config import Channel
-from gateway.domain import InvoiceStatus, SourceFileStatus
+from gateway.domain import InvoiceStatus, SourceFileStatus, ValidatorFailure
 from gateway.errors import GatewayError, InputError, MappingError, ValidatorError
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
@@ -29,7 +29,6 @@ from gateway.pipeline.summary import PassSummary
 from gateway.store import DuplicateInvoice, Tx
 from gateway.store.rows import InvoiceRow, SourceFileRow
 from gateway.validation import Finding, is_valid
-from gateway.validation_gate import is_retryable
 
 if TYPE_CHECKING:
     from gateway.clock import Clock
@@ -353,7 +352,7 @@ class IntakeSteps:
             # next pass (see revalidate). Broken for this invoice, or for all of them?
             self.gate.check_health(channel)
             waiting = tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.VALIDATION_ERROR, reason=exc.message,
-                                     **fields)
+                                     validation_failure=exc.failure.value, **fields)
             self._replace_quarantined(tx, waiting, source)
             log.error("alert.validation_error", channel=channel.name, file=source.name, line=invoice.first_line,
                       invoice=invoice.number, reason=exc.message)
@@ -399,14 +398,14 @@ class IntakeSteps:
         """
         with self.store.transaction() as tx:
             waiting = [i.id for i in tx.invoices_in_status(InvoiceStatus.VALIDATION_ERROR, channel=channel.name)
-                       if is_retryable(i.reason)]
+                       if i.validation_failure != ValidatorFailure.TIME_BUDGET]
         for invoice_id in waiting:
             with self.store.transaction() as tx:
                 invoice = tx.invoice(invoice_id)
                 try:
                     validation = self.gate.validate(tx, channel, tx.invoice_payload(invoice))
                 except ValidatorError as exc:
-                    tx.note_invoice_reason(invoice, exc.message)
+                    tx.note_validator_failure(invoice, exc.message, exc.failure)
                     log.error("alert.validation_error", channel=channel.name, invoice=invoice.invoice_number,
                               reason=exc.message)
                     if not self.gate.check_health(channel):

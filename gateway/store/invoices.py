@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from gateway.domain import ACTIVE_INVOICE_STATUSES, InvoiceStatus
+from gateway.domain import ACTIVE_INVOICE_STATUSES, InvoiceStatus, ValidatorFailure
 from gateway.errors import StoreError
 from gateway.store.models import Invoice, StatusEvent
 from gateway.store.base import _IN_CHUNK, TxBase
@@ -233,9 +233,11 @@ class Invoices(TxBase):
             raise StoreError(f"invoice #{invoice.id} ({invoice.invoice_number}) has no document in the store")
         return payload
 
-    def note_invoice_reason(self, invoice: InvoiceRow, reason: str) -> None:
-        """A new reason for where the invoice stands, its status unchanged (a validator failing again)."""
-        self.invoice(invoice.id).reason = reason
+    def note_validator_failure(self, invoice: InvoiceRow, reason: str, failure: ValidatorFailure) -> None:
+        """A validation-error invoice's validator failed again: why, and whether it is tried again."""
+        row = self.invoice(invoice.id)
+        row.reason = reason
+        row.validation_failure = failure.value
 
     def record_validation_set(self, invoice: InvoiceRow, validation_set_id: int) -> None:
         """The XSDs and rule sets that validated the invoice."""

@@ -61,6 +61,7 @@ class InvoiceView(_View):
     syntax: str | None
     payload_sha256: str | None
     validation_set_id: int | None
+    validation_failure: str | None
     corrects_id: int | None
     created_at: datetime
     updated_at: datetime
