@@ -289,7 +289,7 @@ class IntakeSteps:
             counts["quarantined"] = statuses.get(InvoiceStatus.QUARANTINED.value, 0)
             counts["valid"] = received - counts["quarantined"] - errors
             tx.settle_source_file(
-                tx.source_file(source.id),
+                source,
                 status=SourceFileStatus.PROCESSED.value,
                 reason=None,
                 invoice_count=counts["received"],

@@ -69,7 +69,7 @@ class Flows(Invoices):
     def add_flow_member(self, flow: FlowRow, invoice: InvoiceRow, *, member_name: str, sha256: str) -> None:
         self.session.add(FlowMember(flow_pk=flow.id, invoice_id=invoice.id, member_name=member_name, sha256=sha256))
 
-    def flow(self, flow_pk: int) -> Flow:
+    def flow(self, flow_pk: int) -> FlowRow:
         """The flow with this primary key; ``StoreError`` when there is none."""
         return self._by_id(Flow, flow_pk, "flow")
 
@@ -91,7 +91,7 @@ class Flows(Invoices):
         unknown = set(fields) - _MOVED_WITH_STATUS
         if unknown:
             raise StoreError(f"a flow's move does not set {', '.join(sorted(unknown))}")
-        row = self.flow(flow.id)
+        row = self._by_id(Flow, flow.id, "flow")
         previous = row.status
         row.status = status.value
         row.reason = reason
@@ -123,7 +123,7 @@ class Flows(Invoices):
 
     # -- transmissions -----------------------------------------------------------
 
-    def attempt(self, attempt_id: int) -> Transmission:
+    def attempt(self, attempt_id: int) -> AttemptRow:
         """The attempt (``transmissions`` row) with this id; ``StoreError`` when there is none."""
         return self._by_id(Transmission, attempt_id, "attempt")
 
@@ -155,7 +155,7 @@ class Flows(Invoices):
         ).rowcount
         if claimed != 1:
             return None
-        row = self.flow(flow.id)
+        row = self._by_id(Flow, flow.id, "flow")
         previous = row.status
         self.session.refresh(row)
         # Numbered over the flow's whole history: `gateway flows retry` restarts
@@ -192,7 +192,7 @@ class Flows(Invoices):
     ) -> None:
         """End an attempt (``pipeline/attempts.py`` alone calls it); the evidence given is kept, and evidence
         already kept (an asynchronous MDN stored by ``gateway serve``) is not overwritten by None."""
-        row = self.attempt(attempt.id)
+        row = self._by_id(Transmission, attempt.id, "attempt")
         previous = row.outcome
         row.outcome = outcome.value
         row.receipt = receipt
@@ -220,7 +220,7 @@ class Flows(Invoices):
 
     def mark_report_overdue(self, flow: FlowRow, *, now: datetime, deadline: datetime) -> None:
         """The flow's integration report is past its deadline: noted once, so that it is alerted once."""
-        row = self.flow(flow.id)
+        row = self._by_id(Flow, flow.id, "flow")
         row.report_overdue_at = now
         self.audit("flow.report_overdue", "flow", row.flow_id, now, deadline=deadline.isoformat())
 
@@ -239,7 +239,7 @@ class Flows(Invoices):
                 .group_by(Invoice.status)
             ).all()
         )
-        row = self.flow(flow.id)
+        row = self._by_id(Flow, flow.id, "flow")
         row.integrated_count = counts.get(InvoiceStatus.INTEGRATED.value, 0)
         row.rejected_count = counts.get(InvoiceStatus.REJECTED.value, 0)
 

@@ -16,7 +16,7 @@ from gateway.errors import StoreError
 from gateway.store.models import Invoice, StatusEvent
 from gateway.store.base import _IN_CHUNK, TxBase
 from gateway.store.rows import InvoiceRow
-from gateway.store.views import InvoiceView
+from gateway.store.views import InvoiceView, StatusEventView
 
 
 class DuplicateInvoice(StoreError):
@@ -67,9 +67,13 @@ class Invoices(TxBase):
         self.add_status_event(invoice_id=row.id, code=status.value, label=row.reason, now=now)
         return row
 
+    def _row(self, invoice: InvoiceRow) -> Invoice:
+        """The mapped row of ``invoice``: itself when it is one (reconciliation moves thousands), else by id."""
+        return invoice if isinstance(invoice, Invoice) else self._by_id(Invoice, invoice.id, "invoice")
+
     def set_invoice_status(
         self,
-        invoice: Invoice,
+        invoice: InvoiceRow,
         status: InvoiceStatus,
         *,
         now: datetime,
@@ -79,6 +83,7 @@ class Invoices(TxBase):
         occurred_at: datetime | None = None,
         buffered: bool = False,
     ) -> None:
+        invoice = self._row(invoice)
         if buffered:
             # Seen at once by this transaction's readers of the object, written with the
             # others at its end (SQLite's driver makes the ORM update row by row).
@@ -101,9 +106,10 @@ class Invoices(TxBase):
             buffered=buffered,
         )
 
-    def move_invoice(self, invoice: Invoice, status: InvoiceStatus, *, now: datetime, reason: str | None) -> None:
+    def move_invoice(self, invoice: InvoiceRow, status: InvoiceStatus, *, now: datetime, reason: str | None) -> None:
         """``set_invoice_status`` for a move that may take the business key: raises
         ``DuplicateInvoice`` (and leaves the invoice as it was) when another holds it."""
+        invoice = self._row(invoice)
         previous = invoice.status
         try:
             with self._savepoint():
@@ -118,7 +124,7 @@ class Invoices(TxBase):
         self.set_invoice_status(invoice, status, now=now, reason=reason)
 
     def correct_quarantined(
-        self, invoice: Invoice, *, now: datetime, held_back: tuple[int, int] | None = None
+        self, invoice: InvoiceRow, *, now: datetime, held_back: tuple[int, int] | None = None
     ) -> list[Invoice]:
         """The quarantined invoices that ``invoice``, read from a later export, takes the
         place of: the one at ``held_back`` (source file id, line: the operator's fix of a
@@ -149,7 +155,7 @@ class Invoices(TxBase):
             self.add_status_event(invoice_id=old.id, code=InvoiceStatus.CORRECTED.value,
                                   label=f"corrected by invoice #{invoice.id}", now=now)
         if replaced and invoice.corrects_id is None:
-            invoice.corrects_id = replaced[-1].id
+            self._row(invoice).corrects_id = replaced[-1].id
         return replaced
 
     def invoices_in_status(self, status: InvoiceStatus, *, channel: str | None = None) -> Sequence[Invoice]:
@@ -222,37 +228,38 @@ class Invoices(TxBase):
         row = self.session.get(Invoice, invoice_id)
         return None if row is None else InvoiceView.of(row)
 
-    def invoice(self, invoice_id: int) -> Invoice:
+    def invoice(self, invoice_id: int) -> InvoiceRow:
         """The invoice with this id; ``StoreError`` when there is none."""
         return self._by_id(Invoice, invoice_id, "invoice")
 
     def invoice_payload(self, invoice: InvoiceRow) -> bytes:
         """The invoice's document as it was mapped (validated, packed)."""
-        payload = self.invoice(invoice.id).payload
+        payload = self._row(invoice).payload
         if payload is None:
             raise StoreError(f"invoice #{invoice.id} ({invoice.invoice_number}) has no document in the store")
         return payload
 
     def note_validator_failure(self, invoice: InvoiceRow, reason: str, failure: ValidatorFailure) -> None:
         """A validation-error invoice's validator failed again: why, and whether it is tried again."""
-        row = self.invoice(invoice.id)
+        row = self._by_id(Invoice, invoice.id, "invoice")
         row.reason = reason
         row.validation_failure = failure.value
 
     def record_validation_set(self, invoice: InvoiceRow, validation_set_id: int) -> None:
         """The XSDs and rule sets that validated the invoice."""
-        self.invoice(invoice.id).validation_set_id = validation_set_id
+        self._by_id(Invoice, invoice.id, "invoice").validation_set_id = validation_set_id
 
-    def status_events_by_invoice(self, invoice_ids: Iterable[int]) -> dict[int, list[StatusEvent]]:
+    def status_events_by_invoice(self, invoice_ids: Iterable[int]) -> dict[int, list[StatusEventView]]:
+        """Each invoice's status events, in order of record (read models: a reader appends its own)."""
         ids = sorted(set(invoice_ids))
-        events: dict[int, list[StatusEvent]] = {invoice_id: [] for invoice_id in ids}
+        events: dict[int, list[StatusEventView]] = {invoice_id: [] for invoice_id in ids}
         for start in range(0, len(ids), _IN_CHUNK):
             for event in self.session.scalars(
                 select(StatusEvent)
                 .where(StatusEvent.invoice_id.in_(ids[start : start + _IN_CHUNK]))
                 .order_by(StatusEvent.id)
             ):
-                events[event.invoice_id or 0].append(event)
+                events[event.invoice_id or 0].append(StatusEventView.of(event))
         return events
 
     def list_invoices(self, *, status: str | None = None, limit: int | None = None) -> list[InvoiceView]:

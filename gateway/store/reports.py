@@ -21,12 +21,12 @@ class Reports(TxBase):
     def find_report(self, sha256: str) -> Report | None:
         return self.session.scalars(select(Report).where(Report.sha256 == sha256)).first()
 
-    def report(self, report_id: int) -> Report:
+    def report(self, report_id: int) -> ReportRow:
         """The stored report with this id; ``StoreError`` when there is none."""
         return self._by_id(Report, report_id, "report")
 
     def report_view(self, report_id: int) -> ReportView:
-        return ReportView.of(self.report(report_id))
+        return ReportView.of(self._by_id(Report, report_id, "report"))
 
     def store_report(
         self, *, sha256: str, file_name: str, partner: str, raw: bytes, now: datetime
@@ -49,7 +49,7 @@ class Reports(TxBase):
     def settle_report(
         self, report: ReportRow, *, kind: str | None, outcome: str, detail: str | None, now: datetime
     ) -> None:
-        row = self.report(report.id)
+        row = self._by_id(Report, report.id, "report")
         row.kind = kind
         row.outcome = outcome
         row.detail = detail

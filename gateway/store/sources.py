@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, func, insert, literal, select
 from gateway.domain import SourceFileStatus
 from gateway.store.models import Invoice, SourceFile
 from gateway.store.base import TxBase
+from gateway.store.rows import SourceFileRow
 from gateway.store.views import SourceFileView
 
 
@@ -108,7 +109,7 @@ class SourceFiles(TxBase):
 
     def settle_source_file(
         self,
-        row: SourceFile,
+        source: SourceFileRow,
         *,
         status: str,
         reason: str | None,
@@ -116,6 +117,7 @@ class SourceFiles(TxBase):
         quarantined_count: int,
         now: datetime,
     ) -> None:
+        row = self._by_id(SourceFile, source.id, "source file")
         row.status = status
         row.reason = reason
         row.invoice_count = invoice_count
@@ -123,7 +125,7 @@ class SourceFiles(TxBase):
         row.updated_at = now
         self.audit("source_file." + status, "source_file", row.id, now, reason=reason)
 
-    def source_file(self, source_file_id: int) -> SourceFile:
+    def source_file(self, source_file_id: int) -> SourceFileRow:
         """The source file with this id; ``StoreError`` when there is none."""
         return self._by_id(SourceFile, source_file_id, "source file")
 
