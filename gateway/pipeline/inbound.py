@@ -135,9 +135,9 @@ class Receiver:
         with self.store.transaction() as tx:
             row = tx.add_inbound_message(now=self.clock.now(), kind=classify(headers, b""), headers=headers,
                                          body=body.read(self.keep), body_size=body.size, body_sha256=body.sha256,
-                                         outcome=InboundOutcome.REFUSED, partner=partner and partner.name,
+                                         outcome=InboundOutcome.REFUSED, partner=partner.name if partner else None,
                                          message_id=request.message_id[:255] if request else None, error=error)
-        log.error("alert.as2_refused", inbound=row.id, partner=partner and partner.name, status=refusal.status,
+        log.error("alert.as2_refused", inbound=row.id, partner=partner.name if partner else None, status=refusal.status,
                   error=error, bytes_read=body.size)
         return refusal.response()
 
@@ -234,7 +234,7 @@ class Receiver:
                     action=f"fix the cause with the partner, then: gateway flows retry {flow.flow_id}")
 
     def _refuse_mdn(self, row_id: int, bound: FilteringBoundLogger, partner: Partner | None, problem: str) -> Reply:
-        self._close(row_id, outcome=InboundOutcome.REFUSED, error=problem, partner=partner and partner.name)
+        self._close(row_id, outcome=InboundOutcome.REFUSED, error=problem, partner=partner.name if partner else None)
         bound.error("alert.as2_mdn_refused", error=problem)
         return _MDN_KEPT
 
@@ -253,7 +253,8 @@ class Receiver:
                                     verify_cert=credentials.partner_cert)
         except TransportError as exc:
             error = exc if isinstance(exc, AS2Error) else AS2Error(exc.message, disposition=UNEXPECTED_ERROR)
-            self._close(row_id, outcome=InboundOutcome.REFUSED, error=error.message, partner=partner and partner.name)
+            self._close(row_id, outcome=InboundOutcome.REFUSED, error=error.message,
+                        partner=partner.name if partner else None)
             bound.error("alert.as2_message_refused", error=error.message,
                         disposition=error.disposition)
             return self._error_reply(request, error, credentials)
@@ -279,8 +280,8 @@ class Receiver:
         if request.wanted:
             credentials = credentials or self._our_credentials(request.as2_to)
             try:
-                mdn = build_mdn(request, error=error, sign_key=credentials and credentials.own_key,
-                                sign_cert=credentials and credentials.own_cert)
+                mdn = build_mdn(request, error=error, sign_key=credentials.own_key if credentials else None,
+                                sign_cert=credentials.own_cert if credentials else None)
                 return 200, mdn.headers, mdn.body
             except (AS2Error, ValueError):
                 pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,7 +71,7 @@ class OutboxSteps:
             write_atomically(self.config.flows_dir / file_name, archive)
 
     def _pack_one(
-        self, tx: Tx, partner: Partner, syntax: Syntax, group: list[InvoiceRow], now: datetime
+        self, tx: Tx, partner: Partner, syntax: Syntax, group: Sequence[InvoiceRow], now: datetime
     ) -> tuple[FlowRow, bytes] | None:
         """One flow of ``group``; None when another process packed any of its invoices first."""
         interface = FLOW_KINDS[syntax].interface_code
@@ -234,7 +235,7 @@ class OutboxSteps:
                                  TransportError("interrupted; not found at the partner"), PassSummary())
 
 
-def _validated_with(tx: Tx, invoices: list[InvoiceRow]) -> str:
+def _validated_with(tx: Tx, invoices: Sequence[InvoiceRow]) -> str:
     """The XSDs and rule sets that validated a flow's invoices, each once (JSON)."""
     seen: dict[tuple[str, str, str], dict[str, str]] = {}
     for validation_set in tx.validation_sets(i.validation_set_id for i in invoices if i.validation_set_id):

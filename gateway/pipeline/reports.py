@@ -14,6 +14,7 @@ order does not move an invoice backwards.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -88,9 +89,10 @@ def reconcile_report(tx: Tx, report_id: int, *, now: datetime) -> str:
     # read in a few queries, and nothing is flushed until the end of the report.
     with tx.without_autoflush():
         invoices = tx.sent_invoices_by_key((e.supplier_id, e.invoice_number) for e in parsed.invoice_statuses)
-        histories: dict[int, list[StatusEventRow]] = dict(
-            tx.status_events_by_invoice(i.id for i in invoices.values())
-        )
+        histories: dict[int, list[StatusEventRow]] = {
+            invoice_id: list(events)
+            for invoice_id, events in tx.status_events_by_invoice(i.id for i in invoices.values()).items()
+        }
         for invoice_entry in parsed.invoice_statuses:
             outcomes.append(_apply_invoice_status(tx, report, invoice_entry, now, invoices, histories))
     outcome = min((o for o, _ in outcomes), key=_SEVERITY.index, default=ReportOutcome.UNMATCHED)
@@ -206,7 +208,7 @@ def _apply_invoice_status(
     report: ReportRow,
     entry: InvoiceStatusEntry,
     now: datetime,
-    invoices: dict[tuple[str, str], InvoiceRow],
+    invoices: Mapping[tuple[str, str], InvoiceRow],
     histories: dict[int, list[StatusEventRow]],
 ) -> tuple[ReportOutcome, str]:
     invoice = invoices.get((entry.supplier_id, entry.invoice_number))

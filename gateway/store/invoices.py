@@ -177,7 +177,7 @@ class Invoices(TxBase):
             .order_by(Invoice.id)
         ).all()
 
-    def claim_invoices_for_flow(self, invoices: Sequence[Invoice]) -> bool:
+    def claim_invoices_for_flow(self, invoices: Sequence[InvoiceRow]) -> bool:
         """Move valid invoices to ``packed``, all of them or none: compare-and-set on their
         status, so that two packers never put one invoice into two flows. False (and
         nothing changed) when another packer took any of them first. The caller then
