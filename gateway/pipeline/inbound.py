@@ -47,7 +47,7 @@ from gateway.transport.as2_transport import AS2Credentials, flow_mic, load_crede
 
 log = structlog.get_logger("gateway.serve")
 
-Reply = tuple[int, dict[str, str], bytes]
+Reply = tuple[int, Mapping[str, str], bytes]
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 #: An MDN is answered 200 whatever became of it: it is kept, and sending it again would not change that.
 _MDN_KEPT: Reply = (200, _TEXT, b"MDN received\n")

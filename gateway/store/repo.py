@@ -1,9 +1,12 @@
-"""The store's named queries: the only module that builds SQL.
+"""The store and its transactions: ``Store.transaction()`` yields a ``Tx`` whose named methods
+read and write rows; a pipeline step writes its rows in one transaction *before* the side effect
+they allow.
 
-``Store.transaction()`` yields a ``Tx`` whose methods read and write rows; a pipeline
-step writes its rows in one transaction *before* the side effect they allow.
-Rows come back as the mapped objects of ``gateway.store.models`` and stay readable
-after the transaction (``expire_on_commit=False``).
+``Tx`` is one class composed of one mixin per aggregate (``flows``, ``invoices``, ``reports``,
+``sources``, ``history``, ``wire``, ``reference``) over ``base.TxBase``; only these modules build
+SQL or touch the session. Rows go out typed by the read-only protocols of ``rows`` (the pipeline)
+or copied into the read models of ``views`` (the CLI), and stay readable after the transaction
+(``expire_on_commit=False``).
 """
 
 from __future__ import annotations
