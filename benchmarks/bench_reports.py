@@ -13,7 +13,6 @@ invoices, and the figure on PostgreSQL. The invoices are inserted directly as `s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 import time
 import uuid
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 import structlog
 
 from gateway.reports.model import InvoiceStatusEntry
-from gateway.reports.reconcile import reconcile_report
+from gateway.pipeline.reports import reconcile_report, store_report
 from gateway.sandbox.cppstatut import invoice_status_document
 from gateway.store import Store, db
 from gateway.store.models import Invoice, SourceFile
@@ -89,8 +88,7 @@ def run(url: str, invoices: int, per_file: int) -> dict[str, float]:
         started = time.perf_counter()
         for position, raw in enumerate(files):
             with store.transaction() as tx:
-                report = tx.add_report(sha256=hashlib.sha256(raw).hexdigest(), file_name=f"FEN1201A_{position}.xml",
-                                       partner="sandbox", raw=raw, now=now)
+                report, _ = store_report(tx, raw, file_name=f"FEN1201A_{position}.xml", partner="sandbox", now=now)
                 outcome = reconcile_report(tx, report.id, now=now)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         elapsed = time.perf_counter() - started

@@ -50,6 +50,14 @@ ACTIVE_INVOICE_STATUSES = frozenset(
 )
 
 
+class ValidatorFailure(enum.StrEnum):
+    """Why a validation layer could not run: what decides whether a validation-error invoice is
+    validated again at a later pass."""
+
+    UNAVAILABLE = "unavailable"  #: crashed, rule set missing or altered: again once the validator is healthy
+    TIME_BUDGET = "time_budget"  #: ran out of its time budget: not again (it would stall each pass)
+
+
 class FlowStatus(enum.StrEnum):
     PACKED = "packed"  #: archive written and hashed; no attempt yet
     SENDING = "sending"  #: an attempt is in progress
@@ -58,6 +66,37 @@ class FlowStatus(enum.StrEnum):
     PARTIALLY_INTEGRATED = "partially_integrated"  #: CR 96: some invoices rejected
     REJECTED = "rejected"  #: CR 93: the whole flow rejected
     FAILED = "failed"  #: could not be deposited, or Chorus Pro reported it did not get through (94, 95)
+
+
+class FlowEvent(enum.StrEnum):
+    """What moves a flow: the events of the state machine (``pipeline/attempts.py`` holds its table)."""
+
+    PACK = "pack"  #: its invoices were packed into it
+    ATTEMPT = "attempt"  #: an attempt to deposit it starts (the claim)
+    DELIVERED = "delivered"  #: the partner took it: a deposit, a good MDN, or found there after a restart
+    ATTEMPT_FAILED = "attempt_failed"  #: the attempt failed and another is due after a backoff
+    GIVE_UP = "give_up"  #: the attempt failed and no other is made: max attempts, not retryable, MDN refused
+    RETRY = "retry"  #: the operator asked for it to be sent again (`gateway flows retry`)
+    REPORTED_INTEGRATED = "reported_integrated"  #: CR 90
+    REPORTED_PARTIALLY_INTEGRATED = "reported_partially_integrated"  #: CR 96
+    REPORTED_REJECTED = "reported_rejected"  #: CR 93, CDAR 501
+    REPORTED_FAILED = "reported_failed"  #: CR 94, 95: it did not get through
+
+
+class AttemptOutcome(enum.StrEnum):
+    """Where an attempt to deposit a flow (a ``transmissions`` row) stands."""
+
+    IN_PROGRESS = "in_progress"  #: the bytes may be on their way; settled by a receipt, or after a restart
+    SUCCEEDED = "succeeded"  #: the partner took the flow
+    FAILED = "failed"  #: it did not; the evidence is kept
+
+
+class InboundOutcome(enum.StrEnum):
+    """What became of a request a partner sent to ``gateway serve`` (an ``inbound_messages`` row)."""
+
+    RECEIVED = "received"  #: kept, not yet judged: left so by a crash, it was never processed
+    ACCEPTED = "accepted"  #: an MDN that ended its attempt, or a report stored
+    REFUSED = "refused"  #: kept as evidence, and answered with why
 
 
 def flow_next_step(status: str, flow_id: str) -> str | None:

@@ -6,6 +6,8 @@ operator, who should know from it what to fix. The CLI prints it on one line.
 
 from __future__ import annotations
 
+from gateway.domain import ValidatorFailure
+
 
 class GatewayError(Exception):
     """The gateway failed."""
@@ -71,6 +73,12 @@ class MappingError(GatewayError):
 class ValidatorError(GatewayError):
     """A validation layer could not run; the invoice is neither valid nor invalid."""
 
+    def __init__(self, message: str | None = None, *,
+                 failure: ValidatorFailure = ValidatorFailure.UNAVAILABLE) -> None:
+        #: Whether the same document is validated again at a later pass.
+        self.failure = failure
+        super().__init__(message)
+
 
 class PackagingError(GatewayError):
     """A flow could not be packed."""
@@ -98,6 +106,10 @@ class TransportError(GatewayError):
 
 class ReportError(GatewayError):
     """A report returned by Chorus Pro could not be read."""
+
+
+class TransitionError(GatewayError):
+    """A flow or an attempt cannot make this move from the state it is in."""
 
 
 class StoreError(GatewayError):

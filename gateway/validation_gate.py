@@ -32,10 +32,6 @@ from gateway.xml.syntax import VALIDATED
 
 log = structlog.get_logger(__name__)
 
-#: The start of the reason of an invoice whose validation ran out of time: such an
-#: invoice is not validated again on its own, each pass would stall as long again.
-TIME_BUDGET_MARKER = "validation exceeded its time budget"
-
 
 @functools.cache
 def reference_invoice(syntax: Syntax) -> bytes:
@@ -170,10 +166,5 @@ def missing_rule_sets(config: Config, registry: RuleRegistry, gateway: str = "ga
     return problems
 
 
-def is_retryable(reason: str | None) -> bool:
-    """A validation-error invoice is validated again once its channel is healthy,
-    unless it ran out of time (it would again)."""
-    return TIME_BUDGET_MARKER not in (reason or "")
 
-
-__all__ = ["ValidationGate", "is_retryable", "missing_rule_sets", "reference_invoice", "registered_rule_sets"]
+__all__ = ["ValidationGate", "missing_rule_sets", "reference_invoice", "registered_rule_sets"]

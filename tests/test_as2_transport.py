@@ -26,11 +26,13 @@ import pytest
 import structlog.testing
 
 from cli_runner import PROJECT, gateway
-from gateway.cli.serve import Receiver
 from gateway.clock import SystemClock
 from gateway.config import AS2_ENCRYPTIONS, AS2_SIGNING_DIGESTS, load_config
+from gateway.domain import AttemptOutcome, FlowEvent, FlowStatus
 from gateway.errors import ConfigError
 from gateway.intake.sample import write_sample_export
+from gateway.pipeline import Pipeline, attempts
+from gateway.pipeline.inbound import Receiver
 from gateway.sandbox.simulator import SandboxSettings, process_flow
 from gateway.store import Store, db
 from gateway.store.models import InboundMessage, Transmission
@@ -601,10 +603,10 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow_and_a_w
     now = datetime.now(UTC)
     try:
         with store.transaction() as tx:
-            flow = tx.add_flow(now=now, flow_id="T1", partner="chorus", interface_code="FSO1100A", syntax="ubl",
-                               file_name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                               invoice_count=0, validated_with="[]")
-            attempt = tx.start_transmission(flow, transport="as2", remote_name=name, now=now)
+            flow = attempts.open_flow(tx, now=now, flow_id="T1", partner="chorus", interface_code="FSO1100A",
+                                      syntax="ubl", file_name=name, sha256=hashlib.sha256(data).hexdigest(),
+                                      size=len(data), invoice_count=0, validated_with="[]")
+            attempt = attempts.start_attempt(tx, flow, transport="as2", remote_name=name, now=now)
             tx.record_attempt_evidence(attempt.id, message_id=message_id, request=b"POST / HTTP/1.1\r\n\r\n")
         request = MdnRequest(message_id, OUR_AS2, PARTNER_AS2, True, True, True, "sha-256", None)
         credentials = load_credentials(config.partner("chorus"))
@@ -650,3 +652,74 @@ def test_an_asynchronous_mdn_with_an_error_or_another_mic_fails_the_flow_and_a_w
         assert alert["flow"] == "T1" and alert["retryable"] is False and "gateway flows retry T1" in alert["action"]
     finally:
         store.close()
+
+
+# --- one state machine -------------------------------------------------------------------------------------------
+
+
+def _transitions(store: Store, flow_id: str) -> tuple[list[tuple[str | None, str, str]], list[tuple[str, str, str]]]:
+    """The moves the audit journal recorded: (previous, event, status) of the flow, then of its attempts."""
+    with store.transaction() as tx:
+        flow = tx.find_flow(flow_id)
+        assert flow is not None
+        attempt_ids = {str(a.id) for a in tx.transmissions(flow)}
+        entries = list(tx.audit_events())
+    moves, attempt_moves = [], []
+    for entry in entries:
+        detail = json.loads(entry.detail or "{}")
+        if entry.subject_kind == "flow" and entry.subject_id == flow_id and "event" in detail:
+            moves.append((detail.get("previous"), detail["event"], entry.action.removeprefix("flow.")))
+        if entry.subject_kind == "transmission" and entry.subject_id in attempt_ids:
+            attempt_moves.append((detail["previous"], detail["event"], entry.action.removeprefix("attempt.")))
+    return moves, attempt_moves
+
+
+def test_one_flow_through_run_serve_flows_retry_and_a_report_moves_by_the_one_table(tmp_path: Path, pki: Pki,
+                                                                                   partner_server) -> None:
+    """A pass sends (async MDN awaited), `gateway serve` gets an error MDN (failed), the operator's `flows retry`
+    packs it again, a pass sends it again, serve gets the good MDN (sent), a report posted to serve is reconciled
+    by the next pass (integrated): every move recorded is one of ``attempts``' tables, in that order."""
+    partner = OpensslPartner(pki, tmp_path / "partner")
+    site = _site(tmp_path, pki, partner_server(partner).url, mdn="async", mdn_url="http://127.0.0.1:9/")
+    write_sample_export(site.inbox / "export.csv", 2, with_errors=False)
+    config = load_config(site.config, env={})
+    store = Store.open(site.database_url)
+    pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+    receiver = Receiver(config, store, SystemClock(), mdn_grace=0)
+    sign = {"sign_key": pki.partner.key, "sign_cert": pki.partner.cert}
+    try:
+        pipeline.run_pass()  # `run`
+        [flow] = _stored_flows(site)
+        assert flow["status"] == "sending"
+        refused = build_mdn(partner.pending[-1][1], error=AS2Error("unknown signer",
+                                                                   disposition=AUTHENTICATION_FAILED), **sign)
+        assert receiver(refused.headers, refused.body)[0] == 200  # `serve`
+        assert _stored_flows(site)[0]["status"] == "failed"
+
+        gateway("--config", str(site.config), "flows", "retry", flow["flow_id"], env=site.env)
+        pipeline.run_pass()
+        genuine = build_mdn(partner.pending[-1][1], **sign)
+        assert receiver(genuine.headers, genuine.body)[0] == 200
+        assert _stored_flows(site)[0]["status"] == "sent"
+
+        outcome = process_flow(flow["file_name"], (site.flows / flow["file_name"]).read_bytes(),
+                               settings=SandboxSettings(), now=datetime.now(UTC))
+        (tmp_path / "aife").mkdir()
+        for name, data in outcome.files:
+            message, _ = _partner_message(pki, tmp_path / "aife", name, data)
+            assert receiver(message.headers, message.body)[0] == 200
+        assert pipeline.run_pass().reports == {"applied": len(outcome.files)}
+        assert _stored_flows(site)[0]["status"] == "integrated"
+
+        moves, attempt_moves = _transitions(store, flow["flow_id"])
+    finally:
+        pipeline.close()
+        store.close()
+    assert [event for _previous, event, _status in moves] == [
+        "pack", "attempt", "give_up", "retry", "attempt", "delivered", "reported_integrated"]
+    for previous, event, status in moves:
+        assert attempts.FLOW_TRANSITIONS[(previous and FlowStatus(previous), FlowEvent(event))] == status
+    assert [(previous, event, outcome) for previous, event, outcome in attempt_moves] == [
+        ("in_progress", "give_up", "failed"), ("in_progress", "delivered", "succeeded")]
+    for previous, event, outcome in attempt_moves:
+        assert attempts.ATTEMPT_TRANSITIONS[(AttemptOutcome(previous), FlowEvent(event))] == outcome

@@ -5,6 +5,7 @@ intake transactions that let an operator's commands write during a long intake."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -26,7 +27,8 @@ from gateway.clock import SystemClock
 from gateway.config import Config, Partner, default_config, ensure_layout, load_config
 from gateway.domain import FlowStatus, InvoiceStatus
 from gateway.intake.sample import write_sample_export
-from gateway.pipeline import PassSummary, Pipeline
+from gateway.pipeline import PassSummary, Pipeline, attempts
+from gateway.pipeline.reports import store_report
 from gateway.store import Store
 from gateway.store.lock import EXIT_STORE_HELD, DaemonLock, StoreHeld, hold_store
 
@@ -212,20 +214,20 @@ def test_of_two_claimers_of_a_due_flow_exactly_one_sends(
     with stores[0].transaction() as tx:
         flow_id = _packed_flow(tx).flow_id
     both_read = threading.Barrier(2, timeout=60)
-    attempts: list[object] = []
+    claims: list[object] = []
 
     def claim(store: Store) -> None:
         with store.transaction() as tx:
             [flow] = tx.flows_due("p", NOW)
             both_read.wait()
-            attempts.append(tx.start_transmission(flow, transport="local", remote_name=flow.file_name, now=NOW))
+            claims.append(attempts.start_attempt(tx, flow, transport="local", remote_name=flow.file_name, now=NOW))
 
     threads = [threading.Thread(target=claim, args=(store,)) for store in stores]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert len(attempts) == 2 and sum(a is not None for a in attempts) == 1
+    assert len(claims) == 2 and sum(a is not None for a in claims) == 1
     with stores[1].transaction() as tx:
         flow = tx.find_flow(flow_id)
         assert flow.status == FlowStatus.SENDING.value and flow.attempts == 1
@@ -237,8 +239,8 @@ def _packed_flow(tx, number: str = "F-1"):  # noqa: ANN001, ANN202
     invoice = tx.add_invoice(now=NOW, status=InvoiceStatus.PACKED, supplier_siret="73282932000017",
                              invoice_number=number, issue_year=2026, source_file_id=source.id, source_line=2,
                              channel="erp", partner="p")
-    flow = tx.add_flow(now=NOW, flow_id=f"AAA123{number}", partner="p", interface_code="FSO1110", syntax="ubl",
-                       file_name=f"{number}.xml", sha256="0" * 64, size=1, invoice_count=1)
+    flow = attempts.open_flow(tx, now=NOW, flow_id=f"AAA123{number}", partner="p", interface_code="FSO1110",
+                              syntax="ubl", file_name=f"{number}.xml", sha256="0" * 64, size=1, invoice_count=1)
     tx.add_flow_member(flow, invoice, member_name=f"{number}.xml", sha256="0" * 64)
     return flow
 
@@ -267,14 +269,17 @@ def test_a_report_picked_up_by_two_processes_is_stored_once(
     database_url: str, open_store: Callable[[str], Store]
 ) -> None:
     first, second = open_store(database_url), open_store(database_url)
-    report = {"sha256": "a" * 64, "file_name": "CR.xml", "partner": "p", "raw": b"<CR/>", "now": NOW}
+    report = {"file_name": "CR.xml", "partner": "p", "now": NOW}
+    digest = hashlib.sha256(b"<CR/>").hexdigest()
     with first.transaction() as tx:
-        assert tx.find_report("a" * 64) is None
+        assert tx.find_report(digest) is None
         with second.transaction() as rival:
-            stored_by_rival = rival.add_report(**report).id
-        assert tx.add_report(**report).id == stored_by_rival  # no unique-key error: a no-op
+            stored_by_rival, stored = store_report(rival, b"<CR/>", **report)
+        assert stored
+        again, stored = store_report(tx, b"<CR/>", **report)
+        assert (again.id, stored) == (stored_by_rival.id, False)  # no unique-key error: a no-op
     with first.transaction() as tx:
-        assert [r.id for r in tx.list_reports()] == [stored_by_rival]
+        assert [r.id for r in tx.list_reports()] == [stored_by_rival.id]
         assert [e.action for e in tx.audit_events()].count("report.received") == 1
 
 
@@ -379,7 +384,8 @@ def test_an_operators_write_waits_for_a_write_transaction_instead_of_failing(tmp
     store = Store.open(url)
     with store.transaction() as tx:
         flow = _packed_flow(tx)
-        tx.set_flow_status(flow, FlowStatus.FAILED, now=NOW, reason="partner down")
+        attempt = attempts.start_attempt(tx, flow, transport="local", remote_name=flow.file_name, now=NOW)
+        attempts.attempt_failed(tx, flow.id, attempt.id, error="partner down", retry_in=None, now=NOW)
     store.close()
     env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(tmp_path / "data")}
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | env

@@ -15,9 +15,10 @@ from gateway.clock import FixedClock, SystemClock
 from gateway.config import Config, default_config, ensure_layout
 from gateway.domain import FlowStatus
 from gateway.intake.sample import write_sample_export
-from gateway.pipeline import PassSummary, Pipeline
+from gateway.pipeline import PassSummary, Pipeline, attempts
+from gateway.pipeline.outbox import flow_archive
+from gateway.store.views import FlowView
 from gateway.store import Store
-from gateway.store.models import Flow
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def store(config: Config) -> Iterator[Store]:
     store.close()
 
 
-def _packed_flow(config: Config, store: Store) -> tuple[Pipeline, Flow]:
+def _packed_flow(config: Config, store: Store) -> tuple[Pipeline, FlowView]:
     pipeline = Pipeline(config=config, store=store, clock=SystemClock())
     summary = PassSummary()
     pipeline.intake_channel(config.channels[0], summary)
@@ -47,13 +48,13 @@ def _packed_flow(config: Config, store: Store) -> tuple[Pipeline, Flow]:
     return pipeline, flow
 
 
-def _crash_during_send(pipeline: Pipeline, store: Store, flow: Flow, *, deposited: bool) -> None:
+def _crash_during_send(pipeline: Pipeline, store: Store, flow: FlowView, *, deposited: bool) -> None:
     """What a crash leaves: the attempt recorded in progress, the deposit done or not."""
     partner = pipeline.config.partners[flow.partner]
     with store.transaction() as tx:
-        row = tx.session.get(Flow, flow.id)
-        tx.start_transmission(row, transport="local", remote_name=row.file_name, now=SystemClock().now())
-        data = pipeline.flow_archive(tx, row)
+        row = tx.flow(flow.id)
+        attempts.start_attempt(tx, row, transport="local", remote_name=row.file_name, now=SystemClock().now())
+        data = flow_archive(tx, pipeline.config.flows_dir, row)
     if deposited:
         pipeline.transport(partner).deposit(flow.file_name, data)
 

@@ -24,7 +24,8 @@ from gateway.domain import (
 from gateway.errors import ReportError
 from gateway.reports import cdar, cppstatut, lifecycle, model, registry
 from gateway.reports.model import ErrorLine, FlowStatusEntry, InvoiceStatusEntry, ParsedReport
-from gateway.reports.reconcile import reconcile_report
+from gateway.pipeline import attempts
+from gateway.pipeline.reports import reconcile_report, store_report
 from gateway.resources import schema_path
 from gateway.sandbox.cdar import CDAR_OF_CPP, CHORUS_PLATFORM_ID, cdar_flow_status, cdar_invoice_statuses
 from gateway.sandbox.cppstatut import flow_error_line, invoice_error_line, invoice_status_document
@@ -492,26 +493,25 @@ def _sent_flow(store: Store, *numbers: str) -> None:
     """A flow of these invoices, deposited and waiting for Chorus Pro."""
     with store.transaction() as tx:
         source = tx.add_source_file(channel="erp", name="x.csv", path="/x.csv", sha256="0" * 64, size=1, now=NOW)
-        flow = tx.add_flow(
-            now=NOW, flow_id=FLOW_ID, partner="chorus", interface_code="FSO1100A", syntax="ubl",
+        flow = attempts.open_flow(
+            tx, now=NOW, flow_id=FLOW_ID, partner="chorus", interface_code="FSO1100A", syntax="ubl",
             file_name=f"FSO1100A_{PARTNER}_{FLOW_ID}.tar.gz", sha256="1" * 64, size=10, invoice_count=len(numbers),
         )
         for line, number in enumerate(numbers, start=2):
             invoice = tx.add_invoice(
-                now=NOW, status=InvoiceStatus.SENT, supplier_siret=SUPPLIER, invoice_number=number, issue_year=2026,
+                now=NOW, status=InvoiceStatus.PACKED, supplier_siret=SUPPLIER, invoice_number=number, issue_year=2026,
                 issue_date=date(2026, 11, 1), buyer_siret=BUYER, source_file_id=source.id, source_line=line,
                 channel="erp", partner="chorus", syntax="ubl",
             )
             tx.add_flow_member(flow, invoice, member_name=f"{number}.xml", sha256="2" * 64)
-        tx.set_flow_status(flow, FlowStatus.SENT, now=NOW)
+        attempt = attempts.start_attempt(tx, flow, transport="local", remote_name=flow.file_name, now=NOW)
+        attempts.attempt_delivered(tx, flow.id, attempt.id, now=NOW, receipt="deposited")
 
 
 def _reconcile(store: Store, raw: bytes) -> str:
     with store.transaction() as tx:
-        report = tx.add_report(
-            sha256=hashlib.sha256(raw).hexdigest(), file_name=f"CDV_{hashlib.sha256(raw).hexdigest()[:8]}.xml",
-            partner="chorus", raw=raw, now=NOW,
-        )
+        report, _ = store_report(tx, raw, file_name=f"CDV_{hashlib.sha256(raw).hexdigest()[:8]}.xml",
+                                 partner="chorus", now=NOW)
         return reconcile_report(tx, report.id, now=NOW)
 
 
@@ -623,7 +623,7 @@ def test_an_unknown_root_is_invalid_and_the_file_kept(store: Store) -> None:
         assert _reconcile(store, raw) == ReportOutcome.INVALID
     with store.transaction() as tx:
         [report] = tx.list_reports()
-        assert (report.outcome, report.kind, report.raw) == ("invalid", None, raw)
+        assert (report.outcome, report.kind, tx.report(report.id).raw) == ("invalid", None, raw)
         assert report.detail.startswith("no parser for reports of root {urn:example:aife-statut}StatusReport")
     assert [e["event"] for e in logs] == ["alert.report_invalid"]
 

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from gateway.domain import InvoiceStatus
+from gateway.pipeline import attempts
 from gateway.store import DuplicateInvoice, Store, db
 from gateway.store.models import Base
 
@@ -105,10 +106,35 @@ def test_flow_numbers_are_the_partner_codes_and_continue_after_ids_numbered_per_
     store = open_store(database_url)
     with store.transaction() as tx:
         for flow_id in ("AAA1231100000000000000007", "AAA12311000000000000000099", "AAA1211100000000000000042"):
-            tx.add_flow(now=NOW, flow_id=flow_id, partner="old", interface_code="FSO1100A", syntax="ubl",
-                        file_name=f"{flow_id}.tar.gz", sha256="0" * 64, size=1, invoice_count=1, validated_with="[]")
+            attempts.open_flow(tx, now=NOW, flow_id=flow_id, partner="old", interface_code="FSO1100A", syntax="ubl",
+                               file_name=f"{flow_id}.tar.gz", sha256="0" * 64, size=1, invoice_count=1,
+                               validated_with="[]")
     with store.transaction() as tx:
         # AAA1231... ending 099 has AAA1231's length + 1: it belongs to the 7-character code AAA1231, not AAA123.
         assert [tx.next_flow_counter("AAA123"), tx.next_flow_counter("AAA123")] == [8, 9]
         assert tx.next_flow_counter("AAA121") == 43
         assert tx.next_flow_counter("BBB1") == 1
+
+
+def test_the_validator_failure_is_read_once_from_the_reasons_of_an_older_store(database_url: str) -> None:
+    """Until 0006 an invoice that ran out of time was told by its reason; the migration records it as such."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0005")
+    reasons = {"late": "validation exceeded its time budget of 60 s (worker stopped); raise …",
+               "crash": "the validator process died while validating this document", "valid": None}
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO source_files (id, channel, name, path, sha256, size, status, invoice_count, "
+            "quarantined_count, received_at, updated_at) VALUES (1, 'erp', 'x.csv', '/x.csv', :h, 1, 'processed', "
+            "3, 0, :now, :now)"), {"h": "0" * 64, "now": NOW})
+        for line, (number, reason) in enumerate(reasons.items(), start=2):
+            connection.execute(sa.text(
+                "INSERT INTO invoices (invoice_number, status, reason, source_file_id, source_line, channel, "
+                "created_at, updated_at) VALUES (:number, :status, :reason, 1, :line, 'erp', :now, :now)"),
+                {"number": number, "status": "valid" if reason is None else "validation-error", "reason": reason,
+                 "line": line, "now": NOW})
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        found = dict(connection.execute(sa.text("SELECT invoice_number, validation_failure FROM invoices")).all())
+    engine.dispose()
+    assert found == {"late": "time_budget", "crash": "unavailable", "valid": None}

@@ -8,17 +8,24 @@ registration) can be caused on purpose, through the worker and through the CLI.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cli_runner import gateway
-from gateway.domain import Syntax
+from gateway.clock import SystemClock
+from gateway.config import ensure_layout, load_config, write_starter
+from gateway.domain import Syntax, ValidatorFailure
 from gateway.errors import ValidatorError
 from gateway.intake.sample import write_sample_export
+from gateway.pipeline import Pipeline
+from gateway.store import Store
 from gateway.validation.rulesets import UBL_DIR, RuleRegistry, scan_directory
 from gateway.validation.worker import ValidationWorker
-from gateway.validation_gate import TIME_BUDGET_MARKER, reference_invoice
+from gateway.validation_gate import reference_invoice
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 RULES_FILE = "EN16931-UBL-validation.xslt"
 
@@ -68,7 +75,8 @@ def test_a_crash_an_endless_rule_and_a_silent_report_are_validator_errors(tmp_pa
         assert worker.starts == 1
         with pytest.raises(ValidatorError) as exceeded:
             worker.schema_layers(numbered("LOOP-1"), "en16931")
-        assert TIME_BUDGET_MARKER in exceeded.value.message
+        assert exceeded.value.failure is ValidatorFailure.TIME_BUDGET
+        assert "validation exceeded its time budget of 3 s" in exceeded.value.message
         # The stuck worker was killed; the next document gets a fresh one.
         assert worker.schema_layers(numbered("OK-2"), "en16931").findings == []
         assert worker.starts == 2
@@ -154,3 +162,33 @@ def test_a_validator_broken_for_every_invoice_stops_the_channel(tmp_path: Path) 
     gateway("--config", str(config), "rules", "add", str(UBL_DIR), env=env)
     summary, _ = _run(config, env)
     assert summary["files"] == {"processed": 1} and len(summary["flows_sent"]) == 1
+
+
+def test_an_invoice_that_ran_out_of_time_is_not_validated_again_at_each_pass(tmp_path: Path) -> None:
+    """Why its validator could not run is recorded with the invoice (``ValidatorFailure``), not searched in its
+    reason: one that ran out of its time budget waits for the operator; a pass does not stall on it again."""
+    path = write_starter(tmp_path / "site")
+    path.write_text(path.read_text().replace("settle_seconds = 2", "settle_seconds = 0")
+                    .replace("time_budget_seconds = 60", "time_budget_seconds = 2"))
+    config = load_config(path, env={"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"})
+    ensure_layout(config)
+    store = Store.open(config.database_url)
+    pipeline = Pipeline(config=config, store=store, clock=SystemClock())
+    try:
+        with store.transaction() as tx:
+            for rule_set in scan_directory(stand_in(tmp_path / "rules")):
+                tx.add_rule_set(layer=rule_set.layer, syntax=rule_set.syntax, path=str(rule_set.path),
+                                version=rule_set.version, sha256=rule_set.sha256, origin="operator", now=NOW)
+        write_sample_export(config.channels[0].watch_dir / "a.csv", 1, with_errors=False, number_prefix="LOOP")
+        assert pipeline.run_pass().invoices["validation-error"] == 1
+        with store.transaction() as tx:
+            [invoice] = tx.list_invoices()
+        assert (invoice.status, invoice.validation_failure) == ("validation-error", ValidatorFailure.TIME_BUDGET)
+
+        again = pipeline.run_pass()
+        assert not any(key.startswith("revalidated") for key in again.invoices)
+        with store.transaction() as tx:
+            assert [i.status for i in tx.list_invoices()] == ["validation-error"]
+    finally:
+        pipeline.close()
+        store.close()

@@ -16,7 +16,7 @@ from gateway.clock import SystemClock
 from gateway.cli.state import State, pass_state
 from gateway.directory import DirectoryEntry
 from gateway.directory.importer import FORMATS, DirectoryFile, detect_format, directory_siret
-from gateway.store.models import DirectoryImport
+from gateway.store.views import DirectoryImportView
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +143,7 @@ def _entry_dict(entry: DirectoryEntry) -> dict[str, Any]:
     }
 
 
-def _import_dict(row: DirectoryImport | None) -> dict[str, Any] | None:
+def _import_dict(row: DirectoryImportView | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {

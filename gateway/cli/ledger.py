@@ -3,7 +3,6 @@ whose report is overdue, and report files taken in by hand."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,17 +14,16 @@ from gateway.cli.queries import _emit, invoices_group, reports_group
 from gateway.cli.state import State, pass_state
 from gateway.clock import SystemClock
 from gateway.errors import GatewayError
-from gateway.pipeline.outbox import overdue_flows
+from gateway.pipeline.reports import ingest_report, overdue_flows
 from gateway.reports.lifecycle import current_status
-from gateway.reports.reconcile import reconcile_report
 from gateway.store import Tx
-from gateway.store.models import Invoice
+from gateway.store.views import InvoiceView
 
 
-def _find_invoice(tx: Tx, reference: str) -> Invoice:
+def _find_invoice(tx: Tx, reference: str) -> InvoiceView:
     """By store id, or by invoice number when exactly one invoice carries it."""
     if reference.isdigit():
-        found = tx.session.get(Invoice, int(reference))
+        found = tx.invoice_view(int(reference))
         if found is not None:
             return found
     matches = tx.find_invoices(number=reference)
@@ -48,7 +46,7 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
     with state.read_store().transaction() as tx:
         invoice = _find_invoice(tx, reference)
         history = tx.invoice_timeline(invoice.id)
-        current = current_status(event for event, _report in history)
+        current = current_status(entry.event for entry in history)
         timeline = [
             {
                 "at": event.occurred_at,
@@ -59,7 +57,7 @@ def invoices_show(state: State, reference: str, as_json: bool) -> None:
                 "report": None if report is None else {"id": report.id, "file_name": report.file_name,
                                                        "sha256": report.sha256},
             }
-            for event, report in history
+            for event, report in ((entry.event, entry.report) for entry in history)
         ]
         facts: dict[str, Any] = {
             "id": invoice.id,
@@ -118,23 +116,10 @@ def reports_ingest(state: State, files: tuple[Path, ...], partner: str, as_json:
     store = state.store()
     rows = []
     for path in files:
-        raw = path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        now = SystemClock().now()
-        with store.transaction() as tx:
-            known = tx.find_report(digest)
-            if known is None:
-                report_id = tx.add_report(sha256=digest, file_name=path.name, partner=partner, raw=raw, now=now).id
-        if known is not None:
-            rows.append({"file": str(path), "report": known.id, "outcome": known.outcome, "kind": known.kind,
-                         "detail": "already stored: not applied a second time"})
-            continue
-        with store.transaction() as tx:
-            outcome = reconcile_report(tx, report_id, now=now)
-        with store.transaction() as tx:
-            report = tx.find_report(digest)
-            rows.append({"file": str(path), "report": report_id, "outcome": outcome,
-                         "kind": report.kind if report else None, "detail": report.detail if report else None})
+        report, stored = ingest_report(store, path.read_bytes(), file_name=path.name, partner=partner,
+                                       now=SystemClock().now())
+        rows.append({"file": str(path), "report": report.id, "outcome": report.outcome, "kind": report.kind,
+                     "detail": report.detail if stored else "already stored: not applied a second time"})
     _emit(rows, as_json, "Reports ingested")
     if any(row["outcome"] != "applied" for row in rows):
         raise SystemExit(1)

@@ -11,7 +11,7 @@ from gateway.cli.queries import flows_group
 from gateway.cli.state import State, pass_state
 from gateway.clock import SystemClock
 from gateway.domain import FlowStatus
-from gateway.errors import GatewayError
+from gateway.pipeline import attempts
 
 log = structlog.get_logger(__name__)
 
@@ -26,14 +26,7 @@ def flows_retry(state: State, flow_ids: tuple[str, ...], as_json: bool) -> None:
     now = SystemClock().now()
     with state.store().transaction() as tx:
         for flow_id in flow_ids:
-            flow = tx.find_flow(flow_id)
-            if flow is None:
-                raise GatewayError(f"no flow {flow_id}: see `gateway flows list`")
-            if flow.status != FlowStatus.FAILED.value:
-                raise GatewayError(f"flow {flow_id} is {flow.status}; only a failed flow is sent again")
-            flow.attempts = 0
-            flow.next_attempt_at = None
-            tx.set_flow_status(flow, FlowStatus.PACKED, now=now, reason="retry asked by the operator")
+            attempts.retry(tx, flow_id, now=now)
             log.info("flow.retry_requested", flow=flow_id)
     # Printed once committed: a refused id above leaves every flow as it was.
     if as_json:

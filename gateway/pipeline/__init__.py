@@ -8,7 +8,6 @@ allow, so a crash at any point resumes without loss or double sending.
 
 from __future__ import annotations
 
-import hashlib
 
 import structlog
 
@@ -16,9 +15,9 @@ from gateway.clock import Clock
 from gateway.config import Config, Partner
 from gateway.errors import TransportError
 from gateway.pipeline.intake import FileFailures, IntakeSteps
-from gateway.pipeline.outbox import OutboxSteps, ReportLedger, retry_delay
+from gateway.pipeline.outbox import OutboxSteps
+from gateway.pipeline.reports import ReportSteps
 from gateway.pipeline.summary import PassSummary
-from gateway.reports.reconcile import reconcile_report
 from gateway.store import Store
 from gateway.transport import Transport, open_transport
 from gateway.validation_gate import ValidationGate
@@ -26,7 +25,7 @@ from gateway.validation_gate import ValidationGate
 log = structlog.get_logger(__name__)
 
 
-class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
+class Pipeline(IntakeSteps, OutboxSteps, ReportSteps):
     """The gateway's stages wired to one configuration, store and clock."""
 
     def __init__(self, *, config: Config, store: Store, clock: Clock) -> None:
@@ -91,39 +90,5 @@ class Pipeline(IntakeSteps, OutboxSteps, ReportLedger):
         for outcome in run_sandbox_once(self.config.sandbox.root, settings, self.clock):
             log.info("sandbox.flow_answered", flow=outcome.flow_id, status=outcome.status_code or "no answer")
 
-    def collect_reports(self, partner: Partner, summary: PassSummary) -> None:
-        """Store each returned file durably, then remove it remotely."""
-        try:
-            transport = self.transport(partner)
-            names = transport.list_reports()
-        except TransportError as exc:
-            log.error("reports.pickup_failed", partner=partner.name, error=exc.message)
-            summary.reports_pickup_failed[partner.name] = exc.message
-            return
-        for name in names:
-            try:
-                raw = transport.fetch_report(name)
-            except TransportError as exc:
-                log.error("reports.fetch_failed", partner=partner.name, file=name, error=exc.message)
-                summary.reports_pickup_failed.setdefault(partner.name, exc.message)
-                continue
-            digest = hashlib.sha256(raw).hexdigest()
-            with self.store.transaction() as tx:
-                # Stored once, whoever else picked up the same file (a no-op when already stored).
-                tx.add_report(sha256=digest, file_name=name, partner=partner.name, raw=raw, now=self.clock.now())
-            try:
-                transport.acknowledge_report(name)
-            except TransportError as exc:
-                # Stored already: fetched again next pass, it is recognised by its sha256.
-                log.warning("reports.acknowledge_failed", partner=partner.name, file=name, error=exc.message)
 
-    def reconcile_pending(self, summary: PassSummary) -> None:
-        with self.store.transaction() as tx:
-            pending = [report.id for report in tx.reports_to_reconcile()]
-        for report_id in pending:
-            with self.store.transaction() as tx:
-                outcome = reconcile_report(tx, report_id, now=self.clock.now())
-            summary.reports[outcome] += 1
-
-
-__all__ = ["PassSummary", "Pipeline", "retry_delay"]
+__all__ = ["PassSummary", "Pipeline"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gateway.config import Channel
-from gateway.domain import InvoiceStatus, SourceFileStatus
+from gateway.domain import InvoiceStatus, SourceFileStatus, ValidatorFailure
 from gateway.errors import GatewayError, InputError, MappingError, ValidatorError
 from gateway.intake import files
 from gateway.intake.csv_export import CsvOptions
@@ -28,9 +28,8 @@ from gateway.log import escaped
 from gateway.mapping import compute_totals, map_invoice
 from gateway.pipeline.summary import PassSummary
 from gateway.store import DuplicateInvoice, Tx
-from gateway.store.models import Invoice, SourceFile
+from gateway.store.rows import InvoiceRow, SourceFileRow
 from gateway.validation import Finding, is_valid
-from gateway.validation_gate import is_retryable
 
 if TYPE_CHECKING:
     from gateway.clock import Clock
@@ -291,7 +290,7 @@ class IntakeSteps:
             counts["quarantined"] = statuses.get(InvoiceStatus.QUARANTINED.value, 0)
             counts["valid"] = received - counts["quarantined"] - errors
             tx.settle_source_file(
-                tx.source_file(source.id),
+                source,
                 status=SourceFileStatus.PROCESSED.value,
                 reason=None,
                 invoice_count=counts["received"],
@@ -301,7 +300,11 @@ class IntakeSteps:
         return counts, source.id
 
     def _record_batch(
-        self, channel: Channel, source: SourceFile, records: Iterator[ExportedInvoice | RejectedRecord], encoding: str
+        self,
+        channel: Channel,
+        source: SourceFileRow,
+        records: Iterator[ExportedInvoice | RejectedRecord],
+        encoding: str,
     ) -> bool:
         """Record the next invoices of ``records`` in one transaction, up to a batch's
         count or time; False when there was none left."""
@@ -324,7 +327,7 @@ class IntakeSteps:
         return taken > 0
 
     def _accept(
-        self, tx: Tx, channel: Channel, source: SourceFile, invoice: ExportedInvoice
+        self, tx: Tx, channel: Channel, source: SourceFileRow, invoice: ExportedInvoice
     ) -> tuple[InvoiceStatus, str | None]:
         """Map, validate and record one invoice: valid, validation-error (recorded here),
         or quarantined (with the reason; the caller holds it back)."""
@@ -350,7 +353,7 @@ class IntakeSteps:
             # next pass (see revalidate). Broken for this invoice, or for all of them?
             self.gate.check_health(channel)
             waiting = tx.add_invoice(now=self.clock.now(), status=InvoiceStatus.VALIDATION_ERROR, reason=exc.message,
-                                     **fields)
+                                     validation_failure=exc.failure.value, **fields)
             self._replace_quarantined(tx, waiting, source)
             log.error("alert.validation_error", channel=channel.name, file=source.name, line=invoice.first_line,
                       invoice=invoice.number, reason=exc.message)
@@ -381,7 +384,7 @@ class IntakeSteps:
         )
         return InvoiceStatus.VALID, None
 
-    def _replace_quarantined(self, tx: Tx, invoice: Invoice, source: SourceFile) -> None:
+    def _replace_quarantined(self, tx: Tx, invoice: InvoiceRow, source: SourceFileRow) -> None:
         """A quarantined invoice dropped back fixed (or exported again) takes the place of
         the held-back one, which leaves the list of invoices to fix."""
         held_back = files.held_back_origin(source.name)
@@ -396,15 +399,14 @@ class IntakeSteps:
         """
         with self.store.transaction() as tx:
             waiting = [i.id for i in tx.invoices_in_status(InvoiceStatus.VALIDATION_ERROR, channel=channel.name)
-                       if is_retryable(i.reason)]
+                       if i.validation_failure != ValidatorFailure.TIME_BUDGET]
         for invoice_id in waiting:
             with self.store.transaction() as tx:
-                invoice = tx.session.get(Invoice, invoice_id)
-                assert invoice is not None and invoice.payload is not None
+                invoice = tx.invoice(invoice_id)
                 try:
-                    validation = self.gate.validate(tx, channel, invoice.payload)
+                    validation = self.gate.validate(tx, channel, tx.invoice_payload(invoice))
                 except ValidatorError as exc:
-                    invoice.reason = exc.message
+                    tx.note_validator_failure(invoice, exc.message, exc.failure)
                     log.error("alert.validation_error", channel=channel.name, invoice=invoice.invoice_number,
                               reason=exc.message)
                     if not self.gate.check_health(channel):
@@ -412,7 +414,7 @@ class IntakeSteps:
                     continue
                 now = self.clock.now()
                 if is_valid(validation.findings):
-                    invoice.validation_set_id = tx.validation_set(validation.artefacts, now=now).id
+                    tx.record_validation_set(invoice, tx.validation_set(validation.artefacts, now=now).id)
                     status, reason = InvoiceStatus.VALID, "validated again once the validator ran"
                 else:
                     status = InvoiceStatus.QUARANTINED
@@ -430,7 +432,7 @@ class IntakeSteps:
         self,
         tx: Tx,
         channel: Channel,
-        source: SourceFile,
+        source: SourceFileRow,
         record: ExportedInvoice | RejectedRecord,
         reason: str,
         encoding: str,
@@ -553,7 +555,7 @@ def _finding_reason(where: str, finding: Finding) -> str:
     return f"{where}, field {column!r}: {finding}" if column else f"{where}: {finding}"
 
 
-def _invoice_fields(invoice: ExportedInvoice, channel: Channel, source: SourceFile) -> dict[str, object]:
+def _invoice_fields(invoice: ExportedInvoice, channel: Channel, source: SourceFileRow) -> dict[str, object]:
     return {
         "supplier_siret": invoice.supplier_siret,
         "invoice_number": invoice.number,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,9 +17,11 @@ from gateway.config import Partner
 from gateway.domain import FlowStatus, InvoiceStatus, Syntax
 from gateway.errors import PackagingError, TransportError
 from gateway.fs import write_atomically
+from gateway.pipeline import attempts
+from gateway.pipeline.retry import next_retry
 from gateway.pipeline.summary import PassSummary
 from gateway.store import Tx
-from gateway.store.models import Flow, Invoice, Transmission
+from gateway.store.rows import FlowRow, InvoiceRow
 from gateway.transport import Delivery
 from gateway.xml.syntax import SYNTAXES
 
@@ -69,8 +72,8 @@ class OutboxSteps:
             write_atomically(self.config.flows_dir / file_name, archive)
 
     def _pack_one(
-        self, tx: Tx, partner: Partner, syntax: Syntax, group: list[Invoice], now: datetime
-    ) -> tuple[Flow, bytes] | None:
+        self, tx: Tx, partner: Partner, syntax: Syntax, group: Sequence[InvoiceRow], now: datetime
+    ) -> tuple[FlowRow, bytes] | None:
         """One flow of ``group``; None when another process packed any of its invoices first."""
         interface = SYNTAXES[syntax].interface_code
         # The number first: packers of one partner code then wait for each other on its
@@ -93,7 +96,8 @@ class OutboxSteps:
             flow_id=flow_id,
             partner=partner.name,
         )
-        flow = tx.add_flow(
+        flow = attempts.open_flow(
+            tx,
             now=now,
             flow_id=flow_id,
             partner=partner.name,
@@ -110,24 +114,6 @@ class OutboxSteps:
             tx.set_invoice_status(invoice, InvoiceStatus.PACKED, now=now, reason=f"flow {flow_id}")
         log.info("flow.packed", flow=flow_id, partner=partner.name, invoices=len(members), bytes=len(archive))
         return flow, archive
-
-    def flow_archive(self, tx: Tx, flow: Flow) -> bytes:
-        """The flow's bytes: from the flows directory, or rebuilt from the store."""
-        path = self.config.flows_dir / flow.file_name
-        if path.is_file():
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() == flow.sha256:
-                return data
-        layout = "xml" if not flow.file_name.endswith(".tar.gz") else "tar.gz"
-        data = packaging.pack_flow(
-            layout, [(member.member_name, invoice.payload or b"") for member, invoice in tx.flow_members(flow)]
-        )
-        if hashlib.sha256(data).hexdigest() != flow.sha256:
-            raise PackagingError(
-                f"flow {flow.flow_id}: rebuilt archive does not match the recorded sha256 {flow.sha256}"
-            )
-        write_atomically(path, data)
-        return data
 
     # -- sending -----------------------------------------------------------------
 
@@ -159,17 +145,16 @@ class OutboxSteps:
     def _send_one(self, partner: Partner, flow_pk: int, summary: PassSummary) -> None:
         transport = self.transport(partner)
         with self.store.transaction() as tx:
-            flow = tx.session.get(Flow, flow_pk)
-            assert flow is not None
+            flow = tx.flow(flow_pk)
             # The claim: only the process whose attempt row is written sends; the flow may
             # have been sent by another since `send` read it as due.
-            attempt = tx.start_transmission(
-                flow, transport=transport.kind, remote_name=flow.file_name, now=self.clock.now()
+            attempt = attempts.start_attempt(
+                tx, flow, transport=transport.kind, remote_name=flow.file_name, now=self.clock.now()
             )
             if attempt is None:
                 log.debug("flow.claimed_elsewhere", flow=flow.flow_id, partner=partner.name)
                 return
-            data = self.flow_archive(tx, flow)
+            data = flow_archive(tx, self.config.flows_dir, flow)
             attempt_id = attempt.id
         bound = log.bind(flow=flow.flow_id, partner=partner.name, attempt=attempt.attempt)
         try:
@@ -191,47 +176,31 @@ class OutboxSteps:
         summary.flows_sent.append(flow.flow_id)
 
     def _attempt_succeeded(self, tx: Tx, flow_pk: int, attempt_id: int, delivery: Delivery) -> None:
-        from gateway.store.models import Transmission
-
-        now = self.clock.now()
-        flow = tx.session.get(Flow, flow_pk)
-        attempt = tx.session.get(Transmission, attempt_id)
-        assert flow is not None and attempt is not None
-        tx.finish_transmission(attempt, outcome="succeeded", receipt=delivery.receipt, now=now,
-                               message_id=delivery.message_id, request=delivery.request, response=delivery.response)
-        flow.sent_at = now
-        flow.next_attempt_at = None
-        tx.set_flow_status(flow, FlowStatus.SENT, now=now)
-        tx.mark_flow_invoices(flow, InvoiceStatus.SENT, now=now)
+        attempts.attempt_delivered(tx, flow_pk, attempt_id, now=self.clock.now(), receipt=delivery.receipt,
+                                   message_id=delivery.message_id, request=delivery.request,
+                                   response=delivery.response)
 
     def _attempt_failed(
         self, partner: Partner, flow_pk: int, attempt_id: int, error: TransportError, summary: PassSummary
     ) -> None:
-        from gateway.store.models import Transmission
-
         now = self.clock.now()
         with self.store.transaction() as tx:
-            flow = tx.session.get(Flow, flow_pk)
-            attempt = tx.session.get(Transmission, attempt_id)
-            assert flow is not None and attempt is not None
-            tx.finish_transmission(attempt, outcome="failed", error=error.message, now=now,
-                                   request=error.request, response=error.response)
-            # Not retryable (host key refused, credentials wrong, MDN signature bad): the
-            # same attempt again would fail the same way; the operator fixes, then reruns.
-            if flow.attempts >= partner.max_attempts or not error.retryable:
-                tx.set_flow_status(flow, FlowStatus.FAILED, now=now, reason=error.message)
+            flow, attempt = tx.flow(flow_pk), tx.attempt(attempt_id)
+            retry_in = next_retry(flow.attempts, retryable=error.retryable, max_attempts=partner.max_attempts,
+                                  initial=partner.retry_initial_seconds, maximum=partner.retry_max_seconds)
+            status = attempts.attempt_failed(
+                tx, flow_pk, attempt_id, error=error.message, retry_in=retry_in, now=now,
+                reason=None if retry_in is None else f"attempt {attempt.attempt} failed: {error.message}",
+                request=error.request, response=error.response,
+            )
+            if retry_in is None and status is FlowStatus.FAILED:
                 log.error("alert.flow_failed", flow=flow.flow_id, partner=partner.name, attempts=flow.attempts,
                           retryable=error.retryable, error=error.message,
                           action=f"fix the cause, then: gateway flows retry {flow.flow_id}")
                 summary.flows_failed.append(flow.flow_id)
-            else:
-                delay = retry_delay(flow.attempts, partner.retry_initial_seconds, partner.retry_max_seconds)
-                flow.next_attempt_at = now + timedelta(seconds=delay)
-                tx.set_flow_status(
-                    flow, FlowStatus.PACKED, now=now, reason=f"attempt {attempt.attempt} failed: {error.message}"
-                )
+            elif retry_in is not None and status is FlowStatus.PACKED:
                 log.warning("flow.attempt_failed", flow=flow.flow_id, attempt=attempt.attempt, error=error.message,
-                            next_attempt_in_seconds=round(delay, 1))
+                            next_attempt_in_seconds=round(retry_in, 1))
 
     def settle_interrupted_attempts(self) -> None:
         """After a crash: an attempt left in progress is settled by looking at the partner."""
@@ -242,10 +211,8 @@ class OutboxSteps:
             if partner is None:
                 continue
             with self.store.transaction() as tx:
-                flow = tx.session.get(Flow, flow_pk)
-                assert flow is not None
-                attempt = tx.session.get(Transmission, attempt_id)
-                if partner.transport == "as2" and attempt is not None and attempt.message_id is not None:
+                flow, attempt = tx.flow(flow_pk), tx.attempt(attempt_id)
+                if partner.transport == "as2" and attempt.message_id is not None:
                     continue  # sent, its asynchronous MDN is awaited at `gateway serve`
                 if partner.transport == "as2":
                     # Interrupted during a synchronous POST: whether the partner got it is
@@ -269,59 +236,29 @@ class OutboxSteps:
                                  TransportError("interrupted; not found at the partner"), PassSummary())
 
 
-class ReportLedger:
-    """The expected-report ledger: every sent flow expects its integration report."""
-
-    config: Config
-    store: Store
-    clock: Clock
-
-    def check_overdue(self) -> list[str]:
-        """Log one alert per flow whose report is overdue (once per flow, not every pass)."""
-        now = self.clock.now()
-        alerted = []
-        with self.store.transaction() as tx:
-            for flow, deadline in overdue_flows(list(tx.sent_flows_without_report()), dict(self.config.partners), now):
-                if flow.report_overdue_at is not None:
-                    continue
-                flow.report_overdue_at = now
-                tx.audit("flow.report_overdue", "flow", flow.flow_id, now, deadline=deadline.isoformat())
-                log.error("alert.report_overdue", flow=flow.flow_id, partner=flow.partner, file_name=flow.file_name,
-                          sent_at=str(flow.sent_at), deadline=deadline.isoformat(),
-                          action="ask Chorus Pro support about this flow; see `gateway reports overdue`")
-                alerted.append(flow.flow_id)
-        return alerted
-
-
-def overdue_flows(flows: list[Flow], partners: dict[str, Partner], now: datetime) -> list[tuple[Flow, datetime]]:
-    """(flow, deadline) of each sent flow whose integration report is past its partner's deadline."""
-    overdue = []
-    for flow in flows:
-        partner = partners.get(flow.partner)
-        if partner is None or flow.sent_at is None:
-            continue
-        sent_at = flow.sent_at if flow.sent_at.tzinfo else flow.sent_at.replace(tzinfo=UTC)  # SQLite drops it
-        deadline = sent_at + timedelta(hours=partner.report_deadline_hours)
-        if deadline < now:
-            overdue.append((flow, deadline))
-    return overdue
-
-
-def retry_delay(attempts: int, initial: float, maximum: float, *, rng: random.Random | None = None) -> float:
-    """Seconds before the next attempt: exponential, capped, with ±20 % jitter so that
-    flows failed together do not all come back at the same second.
-
-    >>> 48 <= retry_delay(1, 60, 3600) <= 72 and 2880 <= retry_delay(10, 60, 3600) <= 3600
-    True
-    """
-    base = min(maximum, initial * 2 ** max(0, attempts - 1))
-    return min(maximum, base * (rng or random).uniform(0.8, 1.2))
-
-
-def _validated_with(tx: Tx, invoices: list[Invoice]) -> str:
+def _validated_with(tx: Tx, invoices: Sequence[InvoiceRow]) -> str:
     """The XSDs and rule sets that validated a flow's invoices, each once (JSON)."""
     seen: dict[tuple[str, str, str], dict[str, str]] = {}
     for validation_set in tx.validation_sets(i.validation_set_id for i in invoices if i.validation_set_id):
         for artefact in json.loads(validation_set.artefacts):
             seen.setdefault((artefact["kind"], artefact["name"], artefact["sha256"]), artefact)
     return json.dumps([seen[key] for key in sorted(seen)], ensure_ascii=False)
+
+
+def flow_archive(tx: Tx, flows_dir: Path, flow: FlowRow) -> bytes:
+    """The flow's bytes as they were sent: from the flows directory, or rebuilt from the store (and written back)."""
+    path = flows_dir / flow.file_name
+    if path.is_file():
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == flow.sha256:
+            return data
+    layout = "xml" if not flow.file_name.endswith(".tar.gz") else "tar.gz"
+    data = packaging.pack_flow(
+        layout, [(member.member_name, invoice.payload or b"") for member, invoice in tx.flow_members(flow)]
+    )
+    if hashlib.sha256(data).hexdigest() != flow.sha256:
+        raise PackagingError(
+            f"flow {flow.flow_id}: rebuilt archive does not match the recorded sha256 {flow.sha256}"
+        )
+    write_atomically(path, data)
+    return data

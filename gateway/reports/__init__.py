@@ -1,10 +1,9 @@
-"""Reports stage: what Chorus Pro sends back, parsed, then reconciled with the store.
+"""Reports stage: what Chorus Pro sends back, parsed. Pure: no store, no clock.
 
 ``cppstatut.parse_report`` turns a ``CPPStatut`` document (integration report or
-lifecycle) into the values of ``model``; ``reconcile.reconcile_report`` applies them
-to flows and invoices. Parsing never touches the store; reconciling never parses XML
-by hand. The reconciler is not re-exported here so that reading a report does not
-import the store.
+lifecycle) into the values of ``model``; ``gateway.pipeline.reports.reconcile_report``
+applies them to flows and invoices. Parsing never touches the store; reconciling never
+parses XML by hand.
 """
 
 from __future__ import annotations

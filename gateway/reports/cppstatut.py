@@ -7,7 +7,7 @@ flow statuses (integration report, ``CPPFluxStatuts``) or the invoice statuses
 schema-valid raises ``ReportError`` naming the line and the problem.
 
 It does not decide what a status means, whether a code is known, or which flow or
-invoice it names: that is ``reconcile.py``. It never touches the store or the disk.
+invoice it names: that is ``gateway.pipeline.reports``. It never touches the store or the disk.
 
 The encoding of per-invoice rejections inside a flow status is inferred [I]: see
 ``docs/reports.md`` and ``format_invoice_description``.

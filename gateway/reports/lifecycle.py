@@ -13,7 +13,7 @@ keeps every status as it came. The *current* status is derived from it:
 3. then the one recorded last (the event's id).
 
 Pure: no store, no clock. ``current_status`` takes any objects with ``code``,
-``occurred_at``, ``id`` and ``source`` (``gateway.store.models.StatusEvent`` has them)
+``occurred_at``, ``id`` and ``source`` (the store's status events have them)
 and considers only Chorus Pro's statuses with a known rank; the gateway's own events
 ("sent", "integrated") and unknown codes are ignored.
 """

@@ -4,18 +4,18 @@ A mixin of ``Tx``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import defer
 
 from gateway.domain import FlowStatus, InvoiceStatus
+from gateway.store.base import TxBase
+from gateway.store.views import FlowView, InvoiceView, ReportView, StatusEventView, TimelineEntry
 from gateway.store.models import Flow, Invoice, Report, StatusEvent
 
 
-class History:
-    session: Session
+class History(TxBase):
 
     def rejected_invoice(self, supplier_siret: str, number: str, year: int) -> Invoice | None:
         """The latest invoice Chorus Pro rejected with this business key: what a
@@ -39,7 +39,7 @@ class History:
         since: datetime | None = None,
         number: str | None = None,
         limit: int | None = None,
-    ) -> Sequence[Invoice]:
+    ) -> list[InvoiceView]:
         """Invoices, oldest first; ``siret`` matches the supplier or the buyer."""
         query = select(Invoice).order_by(Invoice.id)
         if status:
@@ -52,26 +52,28 @@ class History:
             query = query.where(Invoice.invoice_number == number)
         if limit:
             query = query.limit(limit)
-        return self.session.scalars(query).all()
+        return [InvoiceView.of(row) for row in self.session.scalars(query)]
 
-    def invoice_timeline(self, invoice_id: int) -> Sequence[tuple[StatusEvent, Report | None]]:
+    def invoice_timeline(self, invoice_id: int) -> list[TimelineEntry]:
         """Every status event of an invoice with the report that carried it, in order of record."""
         rows = self.session.execute(
             select(StatusEvent, Report)
             .outerjoin(Report, Report.id == StatusEvent.report_id)
+            .options(defer(Report.raw))
             .where(StatusEvent.invoice_id == invoice_id)
             .order_by(StatusEvent.id)
         ).all()
-        return [(event, report) for event, report in rows]
+        return [TimelineEntry(StatusEventView.of(event), None if report is None else ReportView.of(report))
+                for event, report in rows]
 
-    def sent_flows_without_report(self) -> Sequence[Flow]:
+    def sent_flows_without_report(self) -> list[FlowView]:
         """Flows deposited and still waiting for their integration report: a CDAR 500
         (flow receivable) counts as one, its invoices being settled by their own statuses."""
         received = select(StatusEvent.id).where(
             StatusEvent.flow_pk == Flow.id, StatusEvent.source == "chorus", StatusEvent.code == "500"
         )
-        return self.session.scalars(
+        return [FlowView.of(row) for row in self.session.scalars(
             select(Flow)
             .where(Flow.status == FlowStatus.SENT.value, ~received.exists())
             .order_by(Flow.sent_at, Flow.id)
-        ).all()
+        )]

@@ -102,6 +102,9 @@ class Invoice(Base):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     #: The XSDs and rule sets that validated it (None until validated).
     validation_set_id: Mapped[int | None] = mapped_column(ForeignKey("validation_sets.id"))
+    #: Why a validation-error invoice's validator could not run (``domain.ValidatorFailure``): whether it is
+    #: validated again.
+    validation_failure: Mapped[str | None] = mapped_column(String(20))
     #: The rejected invoice this one corrects (same supplier, number and year).
     corrects_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp)

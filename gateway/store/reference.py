@@ -13,23 +13,23 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
 
 from gateway.directory import DirectoryEntry
+from gateway.store.base import TxBase
+from gateway.store.views import DirectoryImportView
 from gateway.store.models import DirectoryImport, PublicStructure, RuleSet, StructureService, ValidationSet
 
 # Rows per INSERT statement: the directory holds some 100,000 structures.
 _BATCH = 5000
 
 
-class ReferenceData:
-    session: Session
+class ReferenceData(TxBase):
 
     # -- the directory of public structures ---------------------------------------
 
     def replace_directory(
         self, entries: Iterable[DirectoryEntry], *, file_name: str, sha256: str, now: datetime
-    ) -> DirectoryImport:
+    ) -> DirectoryImportView:
         """Replace the whole directory by this import, in this transaction.
 
         The published directory is a full snapshot: a structure absent from it is no
@@ -65,7 +65,7 @@ class ReferenceData:
                 structures, services = [], []
         self._flush_directory(structures, services)
         record.services += len(services)
-        return record
+        return DirectoryImportView.of(record)
 
     def _flush_directory(self, structures: list[dict[str, Any]], services: list[dict[str, Any]]) -> None:
         if structures:
@@ -93,8 +93,9 @@ class ReferenceData:
     def directory_size(self) -> int:
         return self.session.scalar(select(func.count()).select_from(PublicStructure)) or 0
 
-    def last_directory_import(self) -> DirectoryImport | None:
-        return self.session.scalars(select(DirectoryImport).order_by(DirectoryImport.id.desc())).first()
+    def last_directory_import(self) -> DirectoryImportView | None:
+        row = self.session.scalars(select(DirectoryImport).order_by(DirectoryImport.id.desc())).first()
+        return None if row is None else DirectoryImportView.of(row)
 
     # -- rule sets -----------------------------------------------------------------
 

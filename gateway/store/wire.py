@@ -8,14 +8,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from gateway.domain import FlowStatus
+from gateway.store.base import TxBase
 from gateway.store.models import Flow, InboundMessage, Transmission
 
 
-class WireEvidence:
-    session: Session
+class WireEvidence(TxBase):
 
     def flows_due(self, partner: str, now: datetime) -> Sequence[Flow]:
         """Packed flows of a partner whose retry time has come (or that never failed)."""
@@ -29,8 +28,7 @@ class WireEvidence:
     def record_attempt_evidence(
         self, attempt_id: int, *, message_id: str | None, request: bytes | None, receipt: str | None = None
     ) -> None:
-        attempt = self.session.get(Transmission, attempt_id)
-        assert attempt is not None
+        attempt = self._by_id(Transmission, attempt_id, "attempt")
         attempt.message_id = message_id
         attempt.request_raw = request
         attempt.receipt = receipt
@@ -80,8 +78,7 @@ class WireEvidence:
                                **fields: object) -> None:
         """Judge a kept request: ``outcome`` and the rows it led to (``partner``, ``error``, ``report_id``,
         ``transmission_id``); ``keep_body_bytes`` cuts the body kept (a refused one), its size and hash stay."""
-        row = self.session.get(InboundMessage, row_id)
-        assert row is not None
+        row = self._by_id(InboundMessage, row_id, "inbound message")
         row.outcome = outcome
         for name, value in fields.items():
             setattr(row, name, value)

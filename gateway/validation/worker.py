@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import structlog
 
+from gateway.domain import ValidatorFailure
 from gateway.errors import ValidatorError
 from gateway.validation.invoice import Validation, schema_layers
 from gateway.validation.rulesets import RuleRegistry, RuleSet
@@ -138,14 +139,14 @@ class ValidationWorker:
         self._receive(_START_BUDGET, f"the validator process did not start within {_START_BUDGET:g} s")
         return process
 
-    def _receive(self, budget: float, late: str) -> Any:
-        """The worker's next reply; after ``budget`` seconds, kill it and raise ``late``."""
+    def _receive(self, budget: float, late: str, failure: ValidatorFailure = ValidatorFailure.UNAVAILABLE) -> Any:
+        """The worker's next reply; after ``budget`` seconds, kill it and raise ``late`` (a ``failure``)."""
         process = self._process
         assert process is not None and process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], budget)
         if not ready:
             self._kill()
-            raise ValidatorError(late)
+            raise ValidatorError(late, failure=failure)
         try:
             return _read(process.stdout)
         except (EOFError, pickle.UnpicklingError, struct.error):
@@ -179,6 +180,7 @@ class ValidationWorker:
                 self.time_budget,
                 f"validation exceeded its time budget of {self.time_budget:g} s (worker stopped); raise "
                 "[validation] time_budget_seconds if such invoices are expected",
+                ValidatorFailure.TIME_BUDGET,
             )
         finally:
             document.unlink(missing_ok=True)
